@@ -15,6 +15,7 @@ pub mod memtable;
 pub mod model;
 pub mod snapshot;
 pub mod store;
+pub mod verify;
 
 pub use batch::{SpanBatch, SpanFields, ValueRef};
 pub use error::{EngineError, Result};

@@ -467,7 +467,7 @@ fn replay_file(
     memtable.add_file(number, path)?;
     let scan = log::scan(path, &bytes);
     report.damage.extend(scan.damage);
-    if !scan.tail_damage.is_empty() || scan.valid_end < scan.len {
+    if scan.torn {
         let first = scan.tail_damage.first().cloned().unwrap_or(Damage {
             path: path.to_path_buf(),
             offset: scan.valid_end,
@@ -480,7 +480,8 @@ fn replay_file(
             }
             report.torn_tails.push(first);
         } else {
-            report.damage.extend(scan.tail_damage);
+            // Only the newest file can have been interrupted mid-write.
+            report.damage.push(first);
         }
     }
     let mut records = Vec::with_capacity(scan.records.len());

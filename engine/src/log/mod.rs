@@ -248,8 +248,12 @@ pub struct Scan {
     pub records: Vec<ScannedRecord>,
     /// Damage before the end of the last whole record: records lost in the middle.
     pub damage: Vec<Damage>,
-    /// Damage after the last whole record: a torn tail, if the file is the newest.
+    /// Problems after the last whole record when they look like an interrupted write.
     pub tail_damage: Vec<Damage>,
+    /// True when bytes after the last whole record are a torn tail: an interrupted
+    /// write with no intact fragment after it. A writer cuts a torn tail of the newest
+    /// file; anything else after the last whole record is reported as damage.
+    pub torn: bool,
     /// Offset just past the last whole record (or the header): where a torn tail starts.
     pub valid_end: u64,
     /// Length of the scanned bytes.
@@ -400,14 +404,47 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
         note(start, "record missing its last fragment");
     }
     let valid_end = scan.valid_end;
-    for d in damage {
-        if d.offset >= valid_end {
-            scan.tail_damage.push(d);
-        } else {
-            scan.damage.push(d);
-        }
+    let (tail, middle): (Vec<Damage>, Vec<Damage>) = damage.into_iter().partition(|d| d.offset >= valid_end);
+    scan.damage = middle;
+    // Bytes after the last whole record are a torn tail (an interrupted write) unless
+    // an intact fragment lies somewhere after the damage: then data was written past
+    // it, so it is damage in the middle that the block resync happened to skip over.
+    // (The byte-by-byte search only classifies; records are loaded only from
+    // fragments found by the block walk, so bytes inside a payload can never be
+    // taken for a record.)
+    let tail_start = tail.first().map(|d| d.offset).unwrap_or(valid_end);
+    let has_tail = !tail.is_empty() || valid_end < scan.len;
+    if has_tail && intact_fragment_after(bytes, tail_start as usize + 1) {
+        scan.damage.extend(tail);
+    } else {
+        scan.torn = has_tail;
+        scan.tail_damage = tail;
     }
     scan
+}
+
+/// True when a fragment whose checksum matches starts anywhere at or after `from`.
+fn intact_fragment_after(bytes: &[u8], from: usize) -> bool {
+    let mut pos = from.max(LOG_HEADER_SIZE);
+    while pos + FRAGMENT_HEADER_SIZE <= bytes.len() {
+        let block_left = BLOCK_SIZE - pos % BLOCK_SIZE;
+        let header = bytes.get(pos..pos + FRAGMENT_HEADER_SIZE).unwrap_or_default();
+        if let [c0, c1, c2, c3, l0, l1, kind] = *header {
+            let len = usize::from(u16::from_le_bytes([l0, l1]));
+            if (FULL..=LAST).contains(&kind) && FRAGMENT_HEADER_SIZE + len <= block_left {
+                if let Some(chunk) = bytes.get(pos + FRAGMENT_HEADER_SIZE..pos + FRAGMENT_HEADER_SIZE + len) {
+                    let mut hasher = crc32fast::Hasher::new();
+                    hasher.update(&[l0, l1, kind]);
+                    hasher.update(chunk);
+                    if hasher.finalize() == u32::from_le_bytes([c0, c1, c2, c3]) {
+                        return true;
+                    }
+                }
+            }
+        }
+        pos += 1;
+    }
+    false
 }
 
 /// Reads back the record at `location` of a log file: its fragments, checksums checked,

@@ -1,0 +1,93 @@
+//! Integration tests of the `spanstore` binary: runs it as a user would.
+
+use std::path::Path;
+use std::process::Command;
+
+use spanstore_engine::{AnyValue, KeyValue, Options, Span, SpanBatch, SpanId, Store, TraceId};
+
+fn spanstore(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn fill(dir: &Path, batches: u64) {
+    let store = Store::open(dir, Options::default()).unwrap();
+    for b in 0..batches {
+        let spans: Vec<Span> = (0..50u64)
+            .map(|i| Span {
+                trace_id: TraceId([b as u8; 16]),
+                span_id: SpanId((b * 1000 + i + 1).to_le_bytes()),
+                name: format!("op-{i}"),
+                start_unix_nano: 1_795_698_000_000_000_000 + b * 1_000_000 + i,
+                duration_ns: 1000 + i,
+                attributes: vec![KeyValue::new("k", AnyValue::Int(i as i64))],
+                ..Span::default()
+            })
+            .collect();
+        store.append(SpanBatch::from_spans(&spans)).unwrap();
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn verify_passes_a_clean_store_and_names_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 20);
+    let (code, out, err) = spanstore(dir.path(), &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("every checksum matches"), "{out}");
+
+    // Flip a bit in the middle of the first log file: verify names the file and offset.
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sslog"))
+        .unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out, _) = spanstore(dir.path(), &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    let damage = out.lines().find(|l| l.starts_with("damage: ")).unwrap();
+    assert!(damage.contains(&log.display().to_string()), "{damage}");
+    assert!(damage.contains("corrupt at byte "), "{damage}");
+}
+
+#[test]
+fn inspect_counts_spans_and_data_dir_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3);
+    let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
+        .arg("inspect")
+        .env("SPANSTORE_DATA", dir.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("spans: 150 in the log"), "{out}");
+    assert!(out.contains("2026-11-26T13:00:00.000000000Z"), "{out}");
+}
+
+#[test]
+fn data_flag_works_after_the_subcommand_and_missing_dirs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
+        .args(["verify", "--data"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("no spanstore data directory here"), "{err}");
+}
