@@ -1310,6 +1310,85 @@ impl SpanBatch {
     }
 }
 
+/// Accessors used when rows move into segments.
+impl SpanBatch {
+    /// Dropped attribute, event and link counts of span `row`.
+    pub fn dropped_counts(&self, row: usize) -> (u32, u32, u32) {
+        let s = &self.spans;
+        (
+            s.dropped_attributes_count.get(row).copied().unwrap_or_default(),
+            s.dropped_events_count.get(row).copied().unwrap_or_default(),
+            s.dropped_links_count.get(row).copied().unwrap_or_default(),
+        )
+    }
+
+    /// The resource's dropped attribute count and schema url of span `row`.
+    pub fn resource_meta(&self, row: usize) -> (u32, &str) {
+        let resource = self.resources.get(self.resource_index(row));
+        (
+            resource.map(|r| r.dropped_attributes_count).unwrap_or_default(),
+            resource.map(|r| self.str_at(r.schema_url)).unwrap_or_default(),
+        )
+    }
+
+    /// The instrumentation scope of span `row`, encoded (name, version, schema url,
+    /// dropped count, attributes), so equal scopes have equal bytes.
+    pub fn scope_encoded(&self, row: usize) -> Vec<u8> {
+        let index = self.scope_index(row);
+        let mut w = Writer::with_capacity(64);
+        if let Some(scope) = self.scopes.get(index) {
+            w.len_bytes(self.str_at(scope.name).as_bytes());
+            w.len_bytes(self.str_at(scope.version).as_bytes());
+            w.len_bytes(self.str_at(scope.schema_url).as_bytes());
+            w.varint(u64::from(scope.dropped_attributes_count));
+            let range = range_of(|i| self.scopes.get(i).map(|r| r.attrs_end), index);
+            encode_inline_attrs(&mut w, self.attrs_view(&self.scope_attrs, range));
+        } else {
+            w.len_bytes(b"");
+            w.len_bytes(b"");
+            w.len_bytes(b"");
+            w.varint(0);
+            w.varint(0);
+        }
+        w.buf
+    }
+
+    /// Encodes the events and links of span `row` (times relative to `start`).
+    pub fn encode_events_and_links(&self, row: usize, start: u64, w: &mut Writer) {
+        let events = range_of(|i| self.spans.events_end.get(i).copied(), row);
+        w.varint(events.len() as u64);
+        for e in events {
+            let Some(event) = self.events.get(e) else { continue };
+            w.varint_signed(event.time_unix_nano.wrapping_sub(start) as i64);
+            w.len_bytes(self.str_at(event.name).as_bytes());
+            w.varint(u64::from(event.dropped_attributes_count));
+            let range = range_of(|i| self.events.get(i).map(|r| r.attrs_end), e);
+            encode_inline_attrs(w, self.attrs_view(&self.event_attrs, range));
+        }
+        let links = range_of(|i| self.spans.links_end.get(i).copied(), row);
+        w.varint(links.len() as u64);
+        for l in links {
+            let Some(link) = self.links.get(l) else { continue };
+            w.bytes(&link.trace_id.0);
+            w.bytes(&link.span_id.0);
+            w.len_bytes(self.str_at(link.trace_state).as_bytes());
+            w.varint(u64::from(link.flags));
+            w.varint(u64::from(link.dropped_attributes_count));
+            let range = range_of(|i| self.links.get(i).map(|r| r.attrs_end), l);
+            encode_inline_attrs(w, self.attrs_view(&self.link_attrs, range));
+        }
+    }
+}
+
+/// Attributes written whole (key and value) into a segment's rest blob.
+fn encode_inline_attrs(w: &mut Writer, attrs: Attrs<'_>) {
+    w.varint(attrs.len() as u64);
+    for (key, value) in attrs.iter() {
+        w.len_bytes(key.as_bytes());
+        crate::segment::writer::encode_any(w, &value.to_any());
+    }
+}
+
 fn put_ref(w: &mut Writer, r: StrRef) {
     w.varint(u64::from(r.start));
     w.varint(u64::from(r.len));

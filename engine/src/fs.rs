@@ -61,6 +61,9 @@ pub trait Fs: Send + Sync + 'static {
     /// Takes an exclusive, non-blocking lock on `path` (created if missing);
     /// `Ok(None)` when another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// The whole contents of a sealed (never again written) file: a memory map on the
+    /// real file system.
+    fn map_sealed(&self, path: &Path) -> io::Result<Arc<dyn crate::mmap::FileBytes>>;
 }
 
 /// Reads a whole file through an [`Fs`].
@@ -168,6 +171,9 @@ impl Fs for RealFs {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(err)) => Err(err),
         }
+    }
+    fn map_sealed(&self, path: &Path) -> io::Result<Arc<dyn crate::mmap::FileBytes>> {
+        crate::mmap::map_sealed_file(path)
     }
 }
 
@@ -438,6 +444,9 @@ impl Fs for MemFs {
             state: self.state.clone(),
             path: path.to_path_buf(),
         })))
+    }
+    fn map_sealed(&self, path: &Path) -> io::Result<Arc<dyn crate::mmap::FileBytes>> {
+        Ok(Arc::new(self.contents(path)?))
     }
 }
 

@@ -4,6 +4,7 @@
 //! Start at [`Store`]: `Store::open(dir, Options::default())`, then `append` batches
 //! built with [`SpanBatch`] and read them back through [`Store::snapshot`].
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod codec;
@@ -12,7 +13,9 @@ pub mod fs;
 pub mod log;
 pub mod manifest;
 pub mod memtable;
+pub mod mmap;
 pub mod model;
+pub mod segment;
 pub mod snapshot;
 pub mod store;
 pub mod verify;

@@ -1,0 +1,319 @@
+//! Column value encodings of segment blocks: bit-packing, frame-of-reference, delta,
+//! plain and id-shaped strings, with bounds-checked decoders.
+//!
+//! Written by hand rather than taken from a crate because the segment needs exactly
+//! these few codecs over its own block layout, each decoder must return a located
+//! error on any input, and the hot loops are short enough to keep simple.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::codec::{Reader, Writer};
+use crate::error::DecodeError;
+
+/// Bits needed to represent `value`.
+pub fn bit_width(value: u64) -> u8 {
+    (64 - value.leading_zeros()) as u8
+}
+
+/// Packs `values` at `width` bits each, little-endian bit order.
+pub fn pack(out: &mut Writer, values: &[u64], width: u8) {
+    if width == 0 {
+        return;
+    }
+    let mut acc: u128 = 0;
+    let mut bits: u32 = 0;
+    for &v in values {
+        acc |= u128::from(v) << bits;
+        bits += u32::from(width);
+        while bits >= 8 {
+            out.u8(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if bits > 0 {
+        out.u8(acc as u8);
+    }
+}
+
+/// Unpacks `count` values of `width` bits.
+pub fn unpack(r: &mut Reader<'_>, count: usize, width: u8) -> Result<Vec<u64>, DecodeError> {
+    if width > 64 {
+        return Err(r.error(format!("bit width {width} exceeds 64")));
+    }
+    if width == 0 {
+        return Ok(vec![0; count]);
+    }
+    let total_bits = count
+        .checked_mul(usize::from(width))
+        .ok_or_else(|| r.error("packed size overflows"))?;
+    let bytes = r.take(total_bits.div_ceil(8), "packed values")?;
+    let mut out = Vec::with_capacity(count);
+    let mask: u128 = if width == 64 { u128::from(u64::MAX) } else { (1u128 << width) - 1 };
+    let mut acc: u128 = 0;
+    let mut bits: u32 = 0;
+    let mut iter = bytes.iter();
+    for _ in 0..count {
+        while bits < u32::from(width) {
+            let byte = iter.next().copied().unwrap_or(0);
+            acc |= u128::from(byte) << bits;
+            bits += 8;
+        }
+        out.push((acc & mask) as u64);
+        acc >>= width;
+        bits -= u32::from(width);
+    }
+    Ok(out)
+}
+
+const INTS_FOR: u8 = 0;
+const INTS_DELTA: u8 = 1;
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Encodes integers (as u64 bit patterns) with whichever of frame-of-reference or
+/// delta bit-packing is smaller for this block.
+pub fn encode_ints(out: &mut Writer, values: &[u64]) {
+    let min = values.iter().copied().min().unwrap_or(0);
+    let max = values.iter().copied().max().unwrap_or(0);
+    let for_width = bit_width(max - min);
+    let mut deltas = Vec::with_capacity(values.len());
+    let mut previous = values.first().copied().unwrap_or(0);
+    for &v in values.iter().skip(1) {
+        deltas.push(zigzag(v.wrapping_sub(previous) as i64));
+        previous = v;
+    }
+    let delta_width = bit_width(deltas.iter().copied().max().unwrap_or(0));
+    if values.len() > 1 && (delta_width as usize) * (values.len() - 1) + 64 < (for_width as usize) * values.len() {
+        out.u8(INTS_DELTA);
+        out.u64(values.first().copied().unwrap_or(0));
+        out.u8(delta_width);
+        pack(out, &deltas, delta_width);
+    } else {
+        out.u8(INTS_FOR);
+        out.u64(min);
+        out.u8(for_width);
+        let offsets: Vec<u64> = values.iter().map(|&v| v - min).collect();
+        pack(out, &offsets, for_width);
+    }
+}
+
+/// Decodes `count` integers written by [`encode_ints`].
+pub fn decode_ints(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeError> {
+    let at = r.position();
+    match r.u8("int encoding")? {
+        INTS_FOR => {
+            let min = r.u64("frame of reference")?;
+            let width = r.u8("bit width")?;
+            let mut values = unpack(r, count, width)?;
+            for v in &mut values {
+                *v = v.wrapping_add(min);
+            }
+            Ok(values)
+        }
+        INTS_DELTA => {
+            let first = r.u64("first value")?;
+            let width = r.u8("bit width")?;
+            let deltas = unpack(r, count.saturating_sub(1), width)?;
+            let mut values = Vec::with_capacity(count);
+            if count > 0 {
+                values.push(first);
+            }
+            let mut previous = first;
+            for d in deltas {
+                previous = previous.wrapping_add(unzigzag(d) as u64);
+                values.push(previous);
+            }
+            Ok(values)
+        }
+        other => Err(DecodeError::new(at, format!("unknown int encoding {other}"))),
+    }
+}
+
+const STR_PLAIN: u8 = 0;
+const STR_HEX32: u8 = 1;
+const STR_UUID: u8 = 2;
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// 16 bytes of a 32-digit lowercase hex string, or of a lowercase UUID
+/// (`8-4-4-4-12`), when `s` is exactly that shape.
+fn id16(s: &str, uuid: bool) -> Option<[u8; 16]> {
+    let bytes = s.as_bytes();
+    let digits: Vec<u8> = if uuid {
+        if bytes.len() != 36 {
+            return None;
+        }
+        let mut digits = Vec::with_capacity(32);
+        for (i, &c) in bytes.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+            } else {
+                digits.push(c);
+            }
+        }
+        digits
+    } else {
+        if bytes.len() != 32 {
+            return None;
+        }
+        bytes.to_vec()
+    };
+    let mut out = [0u8; 16];
+    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let &[high, low] = pair else { return None };
+        *slot = (hex_value(high)? << 4) | hex_value(low)?;
+    }
+    Some(out)
+}
+
+fn format_id16(bytes: &[u8], uuid: bool) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if uuid && matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(*DIGITS.get(usize::from(b >> 4)).unwrap_or(&b'0')));
+        s.push(char::from(*DIGITS.get(usize::from(b & 15)).unwrap_or(&b'0')));
+    }
+    s
+}
+
+/// Encodes strings: as 16 raw bytes each when every value is an id-shaped string
+/// (32 lowercase hex digits, or a lowercase UUID), else as lengths and bytes.
+pub fn encode_strings(out: &mut Writer, values: &[&str]) {
+    for (tag, uuid) in [(STR_UUID, true), (STR_HEX32, false)] {
+        if !values.is_empty() && values.iter().all(|s| id16(s, uuid).is_some()) {
+            out.u8(tag);
+            for s in values {
+                out.bytes(&id16(s, uuid).unwrap_or_default());
+            }
+            return;
+        }
+    }
+    out.u8(STR_PLAIN);
+    for s in values {
+        out.varint(s.len() as u64);
+    }
+    for s in values {
+        out.bytes(s.as_bytes());
+    }
+}
+
+/// Decodes `count` strings written by [`encode_strings`].
+pub fn decode_strings(r: &mut Reader<'_>, count: usize) -> Result<Vec<String>, DecodeError> {
+    let at = r.position();
+    match r.u8("string encoding")? {
+        tag @ (STR_HEX32 | STR_UUID) => {
+            let bytes = r.take(count.checked_mul(16).ok_or_else(|| r.error("id count overflows"))?, "ids")?;
+            Ok(bytes.chunks_exact(16).map(|id| format_id16(id, tag == STR_UUID)).collect())
+        }
+        STR_PLAIN => {
+            let mut lengths = Vec::with_capacity(count.min(r.remaining()));
+            for _ in 0..count {
+                lengths.push(r.count("string length", r.remaining())?);
+            }
+            let mut values = Vec::with_capacity(count);
+            for len in lengths {
+                let at = r.position();
+                let bytes = r.take(len, "string bytes")?;
+                values.push(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?
+                        .to_owned(),
+                );
+            }
+            Ok(values)
+        }
+        other => Err(DecodeError::new(at, format!("unknown string encoding {other}"))),
+    }
+}
+
+/// Packs booleans as bits.
+pub fn encode_bools(out: &mut Writer, values: &[bool]) {
+    let bits: Vec<u64> = values.iter().map(|&b| u64::from(b)).collect();
+    pack(out, &bits, 1);
+}
+
+/// Unpacks `count` booleans.
+pub fn decode_bools(r: &mut Reader<'_>, count: usize) -> Result<Vec<bool>, DecodeError> {
+    Ok(unpack(r, count, 1)?.into_iter().map(|b| b != 0).collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn packing_round_trips(values in proptest::collection::vec(any::<u64>(), 0..300), width in 0u8..=64) {
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let values: Vec<u64> = values.iter().map(|v| v & mask).collect();
+            let mut w = Writer::default();
+            pack(&mut w, &values, width);
+            let got = unpack(&mut Reader::new(&w.buf), values.len(), width).unwrap();
+            prop_assert_eq!(got, values);
+        }
+
+        #[test]
+        fn ints_round_trip(values in proptest::collection::vec(any::<u64>(), 0..300), base in any::<u64>(), small in any::<bool>()) {
+            let values: Vec<u64> = if small { values.iter().enumerate().map(|(i, v)| base.wrapping_add(i as u64 * 1000 + v % 7)).collect() } else { values };
+            let mut w = Writer::default();
+            encode_ints(&mut w, &values);
+            let mut r = Reader::new(&w.buf);
+            prop_assert_eq!(decode_ints(&mut r, values.len()).unwrap(), values);
+            prop_assert!(r.is_empty());
+        }
+
+        #[test]
+        fn strings_round_trip(values in proptest::collection::vec(".{0,20}", 0..50), ids in any::<bool>(), uuid in any::<bool>()) {
+            let values: Vec<String> = if ids {
+                values.iter().enumerate().map(|(i, _)| {
+                    let hex = format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834));
+                    if uuid { format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]) } else { hex }
+                }).collect()
+            } else { values };
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let mut w = Writer::default();
+            encode_strings(&mut w, &refs);
+            let mut r = Reader::new(&w.buf);
+            prop_assert_eq!(decode_strings(&mut r, values.len()).unwrap(), values);
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), count in 0usize..100) {
+            let _ = decode_ints(&mut Reader::new(&bytes), count);
+            let _ = decode_strings(&mut Reader::new(&bytes), count);
+            let _ = decode_bools(&mut Reader::new(&bytes), count);
+        }
+    }
+
+    #[test]
+    fn id_shaped_strings_take_sixteen_bytes_and_other_shapes_stay_plain() {
+        let uuid = "f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8";
+        let mut w = Writer::default();
+        encode_strings(&mut w, &[uuid, uuid]);
+        assert_eq!(w.buf.len(), 1 + 32);
+        // Uppercase must round-trip exactly, so it is not id-shaped.
+        let upper = uuid.to_uppercase();
+        let mut w = Writer::default();
+        encode_strings(&mut w, &[&upper]);
+        assert_eq!(decode_strings(&mut Reader::new(&w.buf), 1).unwrap(), vec![upper]);
+    }
+}

@@ -1,0 +1,195 @@
+//! Segment round-trip, index and damage tests.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use roaring::RoaringBitmap;
+
+use super::reader::Segment;
+use super::writer::build_segment;
+use super::*;
+use crate::batch::tests::any_spans;
+use crate::batch::SpanBatch;
+use crate::model::{AnyValue, KeyValue, Span, SpanId, TraceId};
+
+fn open(bytes: Vec<u8>) -> Segment {
+    Segment::open(Path::new("seg"), Arc::new(bytes)).unwrap()
+}
+
+fn sorted(spans: &[Span]) -> Vec<Span> {
+    let mut spans = spans.to_vec();
+    spans.sort_by_key(|s| (s.trace_id, s.start_unix_nano, s.span_id));
+    spans
+}
+
+/// Spans shaped like the workload: traces with parents, shared resources, repeated
+/// attribute keys with mixed types, ids as strings.
+fn workload(n: usize) -> Vec<Span> {
+    let mut spans = Vec::new();
+    for i in 0..n {
+        let trace = (i / 4) as u64;
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&trace.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        let span_id = SpanId(((i as u64) + 1).wrapping_mul(0xff51_afd7_ed55_8ccd).to_le_bytes());
+        let parent = if i % 4 == 0 {
+            None
+        } else {
+            Some(SpanId(((i as u64 - (i as u64 % 4)) + 1).wrapping_mul(0xff51_afd7_ed55_8ccd).to_le_bytes()))
+        };
+        let service = format!("svc-{}", i % 8);
+        spans.push(Span {
+            trace_id: TraceId(trace_id),
+            span_id,
+            parent_span_id: parent,
+            name: format!("op-{}", i % 13),
+            start_unix_nano: 1_795_698_000_000_000_000 + (i as u64) * 1000,
+            duration_ns: 1000 + (i as u64 * 7919) % 100_000,
+            status_message: if i % 50 == 0 { "boom".into() } else { String::new() },
+            attributes: vec![
+                KeyValue::new("http.route", format!("/r/{}", i % 5)),
+                KeyValue::new("aws.request_id", format!("{:08x}-1234-4abc-8def-{:012x}", i, i * 31)),
+                KeyValue::new("http.response.status_code", AnyValue::Int(200 + (i % 4) as i64 * 100)),
+                KeyValue::new("faas.coldstart", AnyValue::Bool(i % 50 == 3)),
+                KeyValue::new("mixed", if i % 2 == 0 { AnyValue::Int(i as i64) } else { AnyValue::Str("x".into()) }),
+                KeyValue::new("ratio", AnyValue::Double(i as f64 / 3.0)),
+            ],
+            resource: crate::model::Resource {
+                attributes: vec![KeyValue::new("service.name", service)],
+                ..Default::default()
+            },
+            ..Span::default()
+        });
+    }
+    spans
+}
+
+#[test]
+fn workload_rows_round_trip_and_indexes_agree_with_a_scan() {
+    let spans = workload(20_000);
+    let batch = SpanBatch::from_spans(&spans);
+    let segment = open(build_segment(&[&batch], 7, Some((1, 1))));
+    assert_eq!(segment.row_count(), spans.len());
+    let expected = sorted(&spans);
+    let rows: Vec<u32> = (0..spans.len() as u32).collect();
+    assert_eq!(segment.spans(&rows).unwrap(), expected);
+    assert!(segment.verify().is_empty());
+
+    // String bitmaps vs a scan.
+    let route = segment.attr_column(AttrScope::Span, "http.route", ValueType::Str).unwrap();
+    let got = segment.lookup_str(route, "/r/3").unwrap().unwrap();
+    let want: RoaringBitmap = expected
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.attributes[0].value == AnyValue::Str("/r/3".into()))
+        .map(|(i, _)| i as u32)
+        .collect();
+    assert_eq!(got, want);
+    // High-cardinality equality through the value index.
+    let request = segment.attr_column(AttrScope::Span, "aws.request_id", ValueType::Str).unwrap();
+    assert!(segment.column_meta(request).unwrap().value_index.is_some());
+    let needle = format!("{:08x}-1234-4abc-8def-{:012x}", 777, 777 * 31);
+    let got = segment.lookup_str(request, &needle).unwrap().unwrap();
+    let row = expected.iter().position(|s| s.attributes[1].value == AnyValue::Str(needle.clone())).unwrap();
+    assert_eq!(got.iter().collect::<Vec<_>>(), vec![row as u32]);
+    assert!(segment.lookup_str(request, "nope").unwrap().unwrap().is_empty());
+    // Int bitmaps.
+    let status = segment.attr_column(AttrScope::Span, "http.response.status_code", ValueType::Int).unwrap();
+    let got = segment.bitmap(status, sortable_int(500)).unwrap().unwrap();
+    assert_eq!(got.len() as usize, expected.iter().filter(|s| s.attributes[2].value == AnyValue::Int(500)).count());
+    // Trace lookups.
+    for probe in [0usize, 4, 9_999, 19_996] {
+        let id = spans[probe].trace_id;
+        let rows = segment.trace_rows(&id).unwrap();
+        let want: Vec<u32> =
+            expected.iter().enumerate().filter(|(_, s)| s.trace_id == id).map(|(i, _)| i as u32).collect();
+        assert_eq!(rows, want);
+    }
+    assert!(segment.trace_rows(&TraceId([0xab; 16])).unwrap().is_empty());
+}
+
+#[test]
+fn ids_and_parents_are_stored_compactly() {
+    let spans = workload(50_000);
+    let batch = SpanBatch::from_spans(&spans);
+    let bytes = build_segment(&[&batch], 1, None);
+    let segment = open(bytes);
+    let per_column = |i: Intrinsic| -> u64 {
+        segment.directory().columns[i as usize].blocks.iter().map(|b| u64::from(b.chunk.len)).sum()
+    };
+    // Four spans per trace: the trace id column holds about one id per trace.
+    assert!(per_column(Intrinsic::TraceId) < 50_000 * 8, "{}", per_column(Intrinsic::TraceId));
+    // Parents are row distances: far less than 8 bytes a span.
+    assert!(per_column(Intrinsic::ParentCode) < 50_000 / 2, "{}", per_column(Intrinsic::ParentCode));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn arbitrary_spans_round_trip(spans in any_spans()) {
+        let batch = SpanBatch::from_spans(&spans);
+        let segment = open(build_segment(&[&batch], 3, None));
+        let rows: Vec<u32> = (0..spans.len() as u32).collect();
+        prop_assert_eq!(segment.spans(&rows).unwrap(), sorted(&spans));
+        prop_assert!(segment.verify().is_empty());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_reader(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok(segment) = Segment::open(Path::new("seg"), Arc::new(bytes)) {
+            let _ = segment.verify();
+            let rows: Vec<u32> = (0..segment.row_count().min(50) as u32).collect();
+            let _ = segment.spans(&rows);
+        }
+    }
+}
+
+#[test]
+fn flipped_bits_are_reported_and_other_blocks_stay_readable() {
+    let spans = workload(3 * BLOCK_ROWS);
+    let batch = SpanBatch::from_spans(&spans);
+    let clean = build_segment(&[&batch], 1, None);
+    let segment = open(clean.clone());
+    let name_block = segment.directory().columns[Intrinsic::Name as usize].blocks[1].chunk;
+    let mut damaged = clean.clone();
+    damaged[name_block.offset as usize + 3] ^= 0x20;
+    let segment = open(damaged);
+    let problems = segment.verify();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(text.starts_with(&format!("seg: corrupt at byte {}: chunk checksum mismatch", name_block.offset)), "{text}");
+    // Rows in other blocks still read.
+    assert!(segment.spans(&[0, (2 * BLOCK_ROWS + 5) as u32]).is_ok());
+    assert!(segment.spans(&[(BLOCK_ROWS + 5) as u32]).is_err());
+
+    // Every single flipped bit in a small segment: an error or the same spans.
+    let small = workload(40);
+    let batch = SpanBatch::from_spans(&small);
+    let bytes = build_segment(&[&batch], 1, None);
+    let expected = sorted(&small);
+    let rows: Vec<u32> = (0..40).collect();
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        if let Ok(segment) = Segment::open(Path::new("seg"), Arc::new(damaged)) {
+            if let Ok(got) = segment.spans(&rows) {
+                // The only bytes not covered by a checksum are the header's file number
+                // and the trailer's reserved magic, which do not change any span.
+                assert_eq!(got, expected, "bit {bit} changed an answer");
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_segments_are_refused_with_the_offset() {
+    let spans = workload(100);
+    let batch = SpanBatch::from_spans(&spans);
+    let bytes = build_segment(&[&batch], 1, None);
+    for len in [0, 3, 16, 30, bytes.len() / 2, bytes.len() - 1] {
+        let err = Segment::open(Path::new("seg"), Arc::new(bytes[..len].to_vec())).unwrap_err();
+        assert!(err.to_string().starts_with("seg: "), "{err}");
+    }
+}

@@ -1,0 +1,905 @@
+//! Builds a segment file from rows pushed in their final order.
+//!
+//! Columns are discovered from the data: every (scope, key, type) of a scalar attribute
+//! becomes a sparse column; everything without a column of its own (events, links,
+//! nested values, scopes, trace state, flags, dropped counts, attribute order) goes into
+//! the per-row `rest` blob, so a span comes back out exactly as it went in.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+
+use super::encoding::{encode_bools, encode_ints, encode_strings, pack};
+use super::{
+    bloom_positions, sortable_double, sortable_int, stable_hash, AttrScope, BlockMeta, ChunkRef, ColumnKind, ColumnMeta,
+    Directory, Intrinsic, Storage, ValueType, BITMAP_CARDINALITY_MAX, BLOCK_ROWS, BLOOM_BITS_PER_KEY, SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC, SEGMENT_VERSION,
+};
+use crate::batch::{Attrs, SpanBatch, ValueView};
+use crate::codec::Writer;
+use crate::model::AnyValue;
+
+/// Interned strings of one column.
+#[derive(Default)]
+struct StrValues {
+    ids: HashMap<Box<str>, u32>,
+    distinct: Vec<Box<str>>,
+    codes: Vec<u32>,
+}
+
+impl StrValues {
+    fn push(&mut self, value: &str) {
+        let code = match self.ids.get(value) {
+            Some(&code) => code,
+            None => {
+                let code = self.distinct.len() as u32;
+                self.ids.insert(value.into(), code);
+                self.distinct.push(value.into());
+                code
+            }
+        };
+        self.codes.push(code);
+    }
+}
+
+enum Values {
+    Str(StrValues),
+    /// Order-preserving u64 forms (see `sortable_int`) for ints; raw for intrinsics.
+    Int(Vec<u64>),
+    /// f64 bits.
+    Double(Vec<u64>),
+    Bool(Vec<bool>),
+}
+
+/// A sparse column being built: the rows that have a value, and the values.
+struct ColumnBuilder {
+    kind: ColumnKind,
+    rows: Vec<u32>,
+    values: Values,
+}
+
+impl ColumnBuilder {
+    fn new(kind: ColumnKind, values: Values) -> Self {
+        ColumnBuilder {
+            kind,
+            rows: Vec::new(),
+            values,
+        }
+    }
+
+    fn last_row(&self) -> Option<u32> {
+        self.rows.last().copied()
+    }
+}
+
+/// Accumulates rows, then writes a segment.
+pub struct SegmentBuilder {
+    row_count: u32,
+    trace_ids: Vec<[u8; 16]>,
+    span_ids: Vec<[u8; 8]>,
+    parents: Vec<[u8; 8]>,
+    name: ColumnBuilder,
+    kind: Vec<u64>,
+    start: Vec<u64>,
+    duration: Vec<u64>,
+    status: Vec<u64>,
+    status_message: ColumnBuilder,
+    rest: Vec<u8>,
+    rest_ends: Vec<u32>,
+    attrs: Vec<ColumnBuilder>,
+    attr_index: HashMap<(AttrScope, String, ValueType), usize>,
+    scopes: HashMap<Vec<u8>, u32>,
+    scope_list: Vec<Vec<u8>>,
+    min_sequence: u64,
+    max_sequence: u64,
+}
+
+impl Default for SegmentBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const REST_INLINE: u64 = 1;
+
+impl SegmentBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        SegmentBuilder {
+            row_count: 0,
+            trace_ids: Vec::new(),
+            span_ids: Vec::new(),
+            parents: Vec::new(),
+            name: ColumnBuilder::new(ColumnKind::Intrinsic(Intrinsic::Name), Values::Str(StrValues::default())),
+            kind: Vec::new(),
+            start: Vec::new(),
+            duration: Vec::new(),
+            status: Vec::new(),
+            status_message: ColumnBuilder::new(
+                ColumnKind::Intrinsic(Intrinsic::StatusMessage),
+                Values::Str(StrValues::default()),
+            ),
+            rest: Vec::new(),
+            rest_ends: Vec::new(),
+            attrs: Vec::new(),
+            attr_index: HashMap::new(),
+            scopes: HashMap::new(),
+            scope_list: Vec::new(),
+            min_sequence: u64::MAX,
+            max_sequence: 0,
+        }
+    }
+
+    /// Rows pushed so far.
+    pub fn row_count(&self) -> usize {
+        self.row_count as usize
+    }
+
+    /// Records that spans of log sequences `min..=max` are in this segment.
+    pub fn note_sequences(&mut self, min: u64, max: u64) {
+        self.min_sequence = self.min_sequence.min(min);
+        self.max_sequence = self.max_sequence.max(max);
+    }
+
+    /// Appends row `row` of `batch`. Rows must be pushed in (trace id, start) order.
+    pub fn push(&mut self, batch: &SpanBatch, row: usize) {
+        let index = self.row_count;
+        self.row_count += 1;
+        let trace_id = batch.trace_id(row);
+        debug_assert!(self.trace_ids.last().is_none_or(|last| *last <= trace_id.0));
+        self.trace_ids.push(trace_id.0);
+        self.span_ids.push(batch.span_id(row).0);
+        self.parents.push(batch.parent_span_id(row).map(|p| p.0).unwrap_or_default());
+        if let Values::Str(values) = &mut self.name.values {
+            values.push(batch.name(row));
+        }
+        self.name.rows.push(index);
+        self.kind.push(batch.kind(row) as u64);
+        self.start.push(batch.start_unix_nano(row));
+        self.duration.push(batch.duration_ns(row));
+        self.status.push(batch.status_code(row) as u64);
+        let message = batch.status_message(row);
+        if !message.is_empty() {
+            if let Values::Str(values) = &mut self.status_message.values {
+                values.push(message);
+            }
+            self.status_message.rows.push(index);
+        }
+        let mut rest = Writer::with_capacity(64);
+        rest.varint(u64::from(batch.flags(row)));
+        rest.len_bytes(batch.trace_state(row).as_bytes());
+        let (dropped_attributes, dropped_events, dropped_links) = batch.dropped_counts(row);
+        rest.varint(u64::from(dropped_attributes));
+        rest.varint(u64::from(dropped_events));
+        rest.varint(u64::from(dropped_links));
+        let scope = batch.scope_encoded(row);
+        let scope_index = match self.scopes.get(&scope) {
+            Some(&i) => i,
+            None => {
+                let i = self.scope_list.len() as u32;
+                self.scopes.insert(scope.clone(), i);
+                self.scope_list.push(scope);
+                i
+            }
+        };
+        rest.varint(u64::from(scope_index));
+        let (resource_dropped, resource_schema) = batch.resource_meta(row);
+        rest.varint(u64::from(resource_dropped));
+        rest.len_bytes(resource_schema.as_bytes());
+        self.push_attrs(&mut rest, AttrScope::Span, batch.span_attributes(row), index);
+        self.push_attrs(&mut rest, AttrScope::Resource, batch.resource_attributes(row), index);
+        let start = batch.start_unix_nano(row);
+        batch.encode_events_and_links(row, start, &mut rest);
+        self.rest.extend_from_slice(&rest.buf);
+        self.rest_ends.push(self.rest.len() as u32);
+    }
+
+    fn push_attrs(&mut self, rest: &mut Writer, scope: AttrScope, attrs: Attrs<'_>, row: u32) {
+        rest.varint(attrs.len() as u64);
+        for (key, value) in attrs.iter() {
+            let typed = match value.scalar() {
+                Some(scalar) => scalar,
+                None => {
+                    rest.varint(REST_INLINE);
+                    rest.len_bytes(key.as_bytes());
+                    encode_any(rest, &value.to_any());
+                    continue;
+                }
+            };
+            let value_type = typed.value_type();
+            let column_index = match self.attr_index.get(&(scope, key.to_owned(), value_type)) {
+                Some(&i) => i,
+                None => {
+                    let i = self.attrs.len();
+                    let values = match value_type {
+                        ValueType::Str => Values::Str(StrValues::default()),
+                        ValueType::Int => Values::Int(Vec::new()),
+                        ValueType::Double => Values::Double(Vec::new()),
+                        ValueType::Bool => Values::Bool(Vec::new()),
+                    };
+                    self.attrs.push(ColumnBuilder::new(
+                        ColumnKind::Attr {
+                            scope,
+                            key: key.to_owned(),
+                            value_type,
+                        },
+                        values,
+                    ));
+                    self.attr_index.insert((scope, key.to_owned(), value_type), i);
+                    i
+                }
+            };
+            let Some(column) = self.attrs.get_mut(column_index) else { continue };
+            if column.last_row() == Some(row) {
+                // A repeated key of the same type in one span: the column holds one
+                // value per row, so the repeat is kept inline.
+                rest.varint(REST_INLINE);
+                rest.len_bytes(key.as_bytes());
+                encode_any(rest, &value.to_any());
+                continue;
+            }
+            rest.varint((column_index as u64 + 1) << 1);
+            column.rows.push(row);
+            match (&mut column.values, typed) {
+                (Values::Str(v), Scalar::Str(s)) => v.push(s),
+                (Values::Int(v), Scalar::Int(i)) => v.push(sortable_int(i)),
+                (Values::Double(v), Scalar::Double(d)) => v.push(d.to_bits()),
+                (Values::Bool(v), Scalar::Bool(b)) => v.push(b),
+                _ => {}
+            }
+        }
+    }
+
+    /// Writes the segment file's bytes for file number `file_number`.
+    pub fn finish(self, file_number: u64) -> Vec<u8> {
+        let rows = self.row_count as usize;
+        let mut out = Writer::with_capacity(rows * 48 + 4096);
+        out.bytes(&SEGMENT_MAGIC);
+        out.u16(SEGMENT_VERSION);
+        out.u16(0);
+        out.u64(file_number);
+        debug_assert_eq!(out.buf.len(), SEGMENT_HEADER_SIZE);
+        let all_rows: Vec<u32> = (0..self.row_count).collect();
+        let mut columns = Vec::new();
+
+        // Trace ids: zone maps hold the first eight bytes, big-endian, so a lookup
+        // can find its block by range.
+        columns.push(write_fixed(&mut out, Intrinsic::TraceId, &self.trace_ids, rows));
+        columns.push(write_fixed(&mut out, Intrinsic::SpanId, &self.span_ids, rows));
+        let (codes, external_rows, external_ids) = parent_codes(&self.trace_ids, &self.span_ids, &self.parents);
+        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::ParentCode), &all_rows, &codes, rows, false));
+        columns.push(write_sparse_fixed(&mut out, Intrinsic::ParentId, &external_rows, &external_ids, rows));
+        columns.push(write_column(&mut out, self.name, rows));
+        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Kind), &all_rows, &self.kind, rows, true));
+        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Start), &all_rows, &self.start, rows, false));
+        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Duration), &all_rows, &self.duration, rows, false));
+        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Status), &all_rows, &self.status, rows, true));
+        columns.push(write_column(&mut out, self.status_message, rows));
+        columns.push(write_blobs(&mut out, &self.rest, &self.rest_ends, rows));
+        for column in self.attrs {
+            columns.push(write_column(&mut out, column, rows));
+        }
+
+        // Trace bloom filter over distinct trace ids.
+        let mut distinct_traces = self.trace_ids.clone();
+        distinct_traces.dedup();
+        let bits = (distinct_traces.len() * BLOOM_BITS_PER_KEY).max(64) as u64;
+        let mut bloom = vec![0u8; bits.div_ceil(8) as usize];
+        for id in &distinct_traces {
+            for bit in bloom_positions(id, bits) {
+                if let Some(byte) = bloom.get_mut((bit / 8) as usize) {
+                    *byte |= 1 << (bit % 8);
+                }
+            }
+        }
+        let mut bloom_bytes = Writer::with_capacity(bloom.len() + 8);
+        bloom_bytes.u64(bits);
+        bloom_bytes.bytes(&bloom);
+        let trace_bloom = write_chunk(&mut out, &bloom_bytes.buf, false);
+        let mut scopes = Writer::default();
+        scopes.varint(self.scope_list.len() as u64);
+        for s in &self.scope_list {
+            scopes.len_bytes(s);
+        }
+        let scopes = write_chunk(&mut out, &scopes.buf, true);
+
+        let directory = Directory {
+            row_count: rows as u64,
+            min_start_unix_nano: self.start.iter().copied().min().unwrap_or(0),
+            max_start_unix_nano: self.start.iter().copied().max().unwrap_or(0),
+            min_sequence: if self.min_sequence == u64::MAX { 0 } else { self.min_sequence },
+            max_sequence: self.max_sequence,
+            trace_bloom,
+            scopes,
+            columns,
+        };
+        let encoded = directory.encode();
+        let offset = out.buf.len() as u64;
+        out.bytes(&encoded);
+        out.u64(offset);
+        out.u32(encoded.len() as u32);
+        out.u32(crc32fast::hash(&encoded));
+        out.bytes(&SEGMENT_MAGIC);
+        out.buf
+    }
+}
+
+/// Parent codes: 0 none, 1 external (the id is in the sparse `ParentId` column), and
+/// `2 + zigzag(parent_row - row)` when the parent is a row of the same trace.
+fn parent_codes(trace_ids: &[[u8; 16]], span_ids: &[[u8; 8]], parents: &[[u8; 8]]) -> (Vec<u64>, Vec<u32>, Vec<[u8; 8]>) {
+    let mut codes = Vec::with_capacity(parents.len());
+    let mut external_rows = Vec::new();
+    let mut external_ids = Vec::new();
+    let mut run_start = 0usize;
+    while run_start < trace_ids.len() {
+        let trace = trace_ids.get(run_start).copied().unwrap_or_default();
+        let run_end = run_start
+            + trace_ids
+                .get(run_start..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|t| **t == trace)
+                .count();
+        let run_spans = span_ids.get(run_start..run_end).unwrap_or_default();
+        let lookup: Option<HashMap<[u8; 8], usize>> = (run_spans.len() > 16).then(|| {
+            let mut map = HashMap::with_capacity(run_spans.len());
+            for (i, id) in run_spans.iter().enumerate() {
+                map.entry(*id).or_insert(i);
+            }
+            map
+        });
+        for row in run_start..run_end {
+            let parent = parents.get(row).copied().unwrap_or_default();
+            if parent == [0u8; 8] {
+                codes.push(0);
+                continue;
+            }
+            let found = match &lookup {
+                Some(map) => map.get(&parent).copied(),
+                None => run_spans.iter().position(|id| *id == parent),
+            };
+            match found {
+                Some(offset) => {
+                    let delta = (run_start + offset) as i64 - row as i64;
+                    codes.push(2 + (((delta << 1) ^ (delta >> 63)) as u64));
+                }
+                None => {
+                    codes.push(1);
+                    external_rows.push(row as u32);
+                    external_ids.push(parent);
+                }
+            }
+        }
+        run_start = run_end;
+    }
+    (codes, external_rows, external_ids)
+}
+
+/// Writes `bytes` as a chunk, compressed with zstd when asked and when that saves at
+/// least an eighth.
+fn write_chunk(out: &mut Writer, bytes: &[u8], compress: bool) -> ChunkRef {
+    let offset = out.buf.len() as u64;
+    if compress && bytes.len() > 64 {
+        if let Ok(compressed) = zstd::bulk::compress(bytes, 3) {
+            if compressed.len() < bytes.len() - bytes.len() / 8 {
+                out.bytes(&compressed);
+                return ChunkRef {
+                    offset,
+                    len: compressed.len() as u32,
+                    raw_len: bytes.len() as u32,
+                    crc: crc32fast::hash(&compressed),
+                };
+            }
+        }
+    }
+    out.bytes(bytes);
+    ChunkRef {
+        offset,
+        len: bytes.len() as u32,
+        raw_len: 0,
+        crc: crc32fast::hash(bytes),
+    }
+}
+
+/// Splits the present rows of a column by block: for block `b`, the range of indexes
+/// into `rows` whose row falls in it.
+fn block_ranges(rows: &[u32], row_count: usize) -> Vec<std::ops::Range<usize>> {
+    let blocks = row_count.div_ceil(BLOCK_ROWS);
+    let mut ranges = Vec::with_capacity(blocks);
+    let mut start = 0usize;
+    for b in 0..blocks {
+        let limit = ((b + 1) * BLOCK_ROWS) as u32;
+        let end = start + rows.get(start..).unwrap_or_default().iter().take_while(|&&r| r < limit).count();
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
+/// Writes the presence header of a block: all, none, or a bitset of its rows.
+fn write_presence(w: &mut Writer, rows: &[u32], block: usize, row_count: usize) {
+    let block_len = (row_count - block * BLOCK_ROWS).min(BLOCK_ROWS);
+    if rows.len() == block_len {
+        w.u8(0);
+    } else if rows.is_empty() {
+        w.u8(1);
+    } else {
+        w.u8(2);
+        let mut bits = vec![0u8; block_len.div_ceil(8)];
+        for &r in rows {
+            let local = r as usize - block * BLOCK_ROWS;
+            if let Some(byte) = bits.get_mut(local / 8) {
+                *byte |= 1 << (local % 8);
+            }
+        }
+        w.bytes(&bits);
+    }
+}
+
+fn write_blocks(
+    out: &mut Writer,
+    rows: &[u32],
+    row_count: usize,
+    mut encode: impl FnMut(&mut Writer, std::ops::Range<usize>) -> (u64, u64),
+) -> Vec<BlockMeta> {
+    let mut blocks = Vec::new();
+    for (b, range) in block_ranges(rows, row_count).into_iter().enumerate() {
+        let block_rows = rows.get(range.clone()).unwrap_or_default();
+        let mut w = Writer::with_capacity(block_rows.len() * 4 + 16);
+        write_presence(&mut w, block_rows, b, row_count);
+        let (min, max) = if block_rows.is_empty() { (0, 0) } else { encode(&mut w, range) };
+        let chunk = write_chunk(out, &w.buf, true);
+        blocks.push(BlockMeta {
+            chunk,
+            present: block_rows.len() as u32,
+            min,
+            max,
+        });
+    }
+    blocks
+}
+
+fn write_fixed<const N: usize>(out: &mut Writer, intrinsic: Intrinsic, values: &[[u8; N]], rows: usize) -> ColumnMeta {
+    let all: Vec<u32> = (0..rows as u32).collect();
+    write_sparse_fixed(out, intrinsic, &all, values, rows)
+}
+
+fn fixed_key<const N: usize>(v: &[u8; N]) -> u64 {
+    let mut key = [0u8; 8];
+    for (slot, byte) in key.iter_mut().zip(v.iter()) {
+        *slot = *byte;
+    }
+    u64::from_be_bytes(key)
+}
+
+fn write_sparse_fixed<const N: usize>(
+    out: &mut Writer,
+    intrinsic: Intrinsic,
+    rows: &[u32],
+    values: &[[u8; N]],
+    row_count: usize,
+) -> ColumnMeta {
+    let blocks = write_blocks(out, rows, row_count, |w, range| {
+        let slice = values.get(range).unwrap_or_default();
+        for v in slice {
+            w.bytes(v);
+        }
+        let min = slice.iter().map(fixed_key).min().unwrap_or(0);
+        let max = slice.iter().map(fixed_key).max().unwrap_or(0);
+        (min, max)
+    });
+    ColumnMeta {
+        kind: ColumnKind::Intrinsic(intrinsic),
+        storage: if N == 16 { Storage::Fixed16 } else { Storage::Fixed8 },
+        cardinality: rows.len() as u64,
+        present: rows.len() as u64,
+        dictionary: None,
+        bitmaps: None,
+        value_index: None,
+        blocks,
+    }
+}
+
+fn write_ints(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: &[u64], row_count: usize, index: bool) -> ColumnMeta {
+    let blocks = write_blocks(out, rows, row_count, |w, range| {
+        let slice = values.get(range).unwrap_or_default();
+        encode_ints(w, slice);
+        (
+            slice.iter().copied().min().unwrap_or(0),
+            slice.iter().copied().max().unwrap_or(0),
+        )
+    });
+    let bitmaps = if index { value_bitmaps(out, rows, values) } else { None };
+    let cardinality = match &bitmaps {
+        Some((count, _)) => *count,
+        None => estimate_distinct(values),
+    };
+    ColumnMeta {
+        kind,
+        storage: Storage::Ints,
+        cardinality,
+        present: rows.len() as u64,
+        dictionary: None,
+        bitmaps: bitmaps.map(|(_, chunk)| chunk),
+        value_index: None,
+        blocks,
+    }
+}
+
+/// Distinct values, counted exactly up to the bitmap bound and estimated past it.
+fn estimate_distinct(values: &[u64]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let step = (values.len() / 65_536).max(1);
+    for v in values.iter().step_by(step) {
+        seen.insert(*v);
+    }
+    (seen.len() * step) as u64
+}
+
+/// Bitmaps per distinct value when there are at most `BITMAP_CARDINALITY_MAX` of them.
+fn value_bitmaps(out: &mut Writer, rows: &[u32], keys: &[u64]) -> Option<(u64, ChunkRef)> {
+    let mut maps: std::collections::BTreeMap<u64, RoaringBitmap> = std::collections::BTreeMap::new();
+    for (&row, &key) in rows.iter().zip(keys) {
+        if maps.len() >= BITMAP_CARDINALITY_MAX && !maps.contains_key(&key) {
+            return None;
+        }
+        maps.entry(key).or_default().insert(row);
+    }
+    Some((maps.len() as u64, write_bitmap_chunk(out, &maps)))
+}
+
+/// Layout: count u32, keys u64 × count, offsets u32 × (count + 1) relative to the
+/// first bitmap, then the serialized roaring bitmaps. Stored uncompressed so that one
+/// bitmap can be read without touching the others.
+fn write_bitmap_chunk(out: &mut Writer, maps: &std::collections::BTreeMap<u64, RoaringBitmap>) -> ChunkRef {
+    let mut w = Writer::default();
+    w.u32(maps.len() as u32);
+    for key in maps.keys() {
+        w.u64(*key);
+    }
+    let mut serialized = Vec::new();
+    let mut offsets = vec![0u32];
+    for map in maps.values() {
+        // Serializing into a Vec cannot fail.
+        let _ = map.serialize_into(&mut serialized);
+        offsets.push(serialized.len() as u32);
+    }
+    for o in offsets {
+        w.u32(o);
+    }
+    w.bytes(&serialized);
+    write_chunk(out, &w.buf, false)
+}
+
+fn write_column(out: &mut Writer, column: ColumnBuilder, row_count: usize) -> ColumnMeta {
+    let ColumnBuilder { kind, rows, values } = column;
+    match values {
+        Values::Int(values) => write_ints(out, kind, &rows, &values, row_count, true),
+        Values::Double(bits) => {
+            let blocks = write_blocks(out, &rows, row_count, |w, range| {
+                let slice = bits.get(range).unwrap_or_default();
+                for v in slice {
+                    w.u64(*v);
+                }
+                let keys = slice.iter().map(|b| sortable_double(f64::from_bits(*b)));
+                let min = keys.clone().min().unwrap_or(0);
+                (min, keys.max().unwrap_or(0))
+            });
+            ColumnMeta {
+                kind,
+                storage: Storage::Doubles,
+                cardinality: estimate_distinct(&bits),
+                present: rows.len() as u64,
+                dictionary: None,
+                bitmaps: None,
+                value_index: None,
+                blocks,
+            }
+        }
+        Values::Bool(values) => {
+            let blocks = write_blocks(out, &rows, row_count, |w, range| {
+                let slice = values.get(range).unwrap_or_default();
+                encode_bools(w, slice);
+                let any_true = slice.iter().any(|&b| b);
+                let all_true = slice.iter().all(|&b| b);
+                (u64::from(all_true), u64::from(any_true))
+            });
+            let keys: Vec<u64> = values.iter().map(|&b| u64::from(b)).collect();
+            let bitmaps = value_bitmaps(out, &rows, &keys);
+            ColumnMeta {
+                kind,
+                storage: Storage::Bools,
+                cardinality: bitmaps.as_ref().map(|(n, _)| *n).unwrap_or(2),
+                present: rows.len() as u64,
+                dictionary: None,
+                bitmaps: bitmaps.map(|(_, c)| c),
+                value_index: None,
+                blocks,
+            }
+        }
+        Values::Str(values) => write_strings(out, kind, &rows, values, row_count),
+    }
+}
+
+fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrValues, row_count: usize) -> ColumnMeta {
+    let distinct = values.distinct.len();
+    let use_dictionary = distinct <= BITMAP_CARDINALITY_MAX || distinct * 2 <= rows.len();
+    if use_dictionary {
+        // Sort the dictionary so that code order is string order (zone maps and range
+        // predicates work on codes), and remap the codes.
+        let mut order: Vec<u32> = (0..distinct as u32).collect();
+        order.sort_by(|&a, &b| values.distinct.get(a as usize).cmp(&values.distinct.get(b as usize)));
+        let mut remap = vec![0u32; distinct];
+        for (new, &old) in order.iter().enumerate() {
+            if let Some(slot) = remap.get_mut(old as usize) {
+                *slot = new as u32;
+            }
+        }
+        let codes: Vec<u64> = values
+            .codes
+            .iter()
+            .map(|&c| u64::from(remap.get(c as usize).copied().unwrap_or(0)))
+            .collect();
+        let sorted: Vec<&str> = order.iter().filter_map(|&i| values.distinct.get(i as usize)).map(|s| &**s).collect();
+        let mut dict = Writer::default();
+        dict.varint(sorted.len() as u64);
+        encode_strings(&mut dict, &sorted);
+        let dictionary = write_chunk(out, &dict.buf, true);
+        let width = super::encoding::bit_width(distinct.saturating_sub(1) as u64);
+        let blocks = write_blocks(out, rows, row_count, |w, range| {
+            let slice = codes.get(range).unwrap_or_default();
+            w.u8(width);
+            pack(w, slice, width);
+            (
+                slice.iter().copied().min().unwrap_or(0),
+                slice.iter().copied().max().unwrap_or(0),
+            )
+        });
+        let bitmaps = if distinct <= BITMAP_CARDINALITY_MAX {
+            value_bitmaps(out, rows, &codes).map(|(_, c)| c)
+        } else {
+            None
+        };
+        let value_index = if bitmaps.is_none() {
+            Some(write_value_index(out, rows, codes.iter().map(|&c| sorted.get(c as usize).copied().unwrap_or(""))))
+        } else {
+            None
+        };
+        ColumnMeta {
+            kind,
+            storage: Storage::Dict,
+            cardinality: distinct as u64,
+            present: rows.len() as u64,
+            dictionary: Some(dictionary),
+            bitmaps,
+            value_index,
+            blocks,
+        }
+    } else {
+        let strings: Vec<&str> = values
+            .codes
+            .iter()
+            .map(|&c| values.distinct.get(c as usize).map(|s| &**s).unwrap_or(""))
+            .collect();
+        let blocks = write_blocks(out, rows, row_count, |w, range| {
+            encode_strings(w, strings.get(range).unwrap_or_default());
+            (0, 0)
+        });
+        let value_index = Some(write_value_index(out, rows, strings.iter().copied()));
+        ColumnMeta {
+            kind,
+            storage: Storage::Strings,
+            cardinality: distinct as u64,
+            present: rows.len() as u64,
+            dictionary: None,
+            bitmaps: None,
+            value_index,
+            blocks,
+        }
+    }
+}
+
+/// Sorted (hash u64, row u32) pairs, 12 bytes each, stored uncompressed so a lookup
+/// binary-searches the mapped bytes.
+fn write_value_index<'a>(out: &mut Writer, rows: &[u32], values: impl Iterator<Item = &'a str>) -> ChunkRef {
+    let mut entries: Vec<(u64, u32)> = values.zip(rows).map(|(v, &r)| (stable_hash(v.as_bytes()), r)).collect();
+    entries.sort_unstable();
+    let mut w = Writer::with_capacity(entries.len() * 12);
+    for (hash, row) in entries {
+        w.u64(hash);
+        w.u32(row);
+    }
+    write_chunk(out, &w.buf, false)
+}
+
+fn write_blobs(out: &mut Writer, bytes: &[u8], ends: &[u32], row_count: usize) -> ColumnMeta {
+    let all: Vec<u32> = (0..row_count as u32).collect();
+    let blocks = write_blocks(out, &all, row_count, |w, range| {
+        let start_index = range.start;
+        let first = if start_index == 0 {
+            0
+        } else {
+            ends.get(start_index - 1).copied().unwrap_or(0) as usize
+        };
+        let mut previous = first;
+        for &end in ends.get(range.clone()).unwrap_or_default() {
+            w.varint((end as usize - previous) as u64);
+            previous = end as usize;
+        }
+        w.bytes(bytes.get(first..previous).unwrap_or_default());
+        (0, 0)
+    });
+    ColumnMeta {
+        kind: ColumnKind::Intrinsic(Intrinsic::Rest),
+        storage: Storage::Blob,
+        cardinality: 0,
+        present: row_count as u64,
+        dictionary: None,
+        bitmaps: None,
+        value_index: None,
+        blocks,
+    }
+}
+
+/// A scalar attribute value, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    fn value_type(&self) -> ValueType {
+        match self {
+            Scalar::Str(_) => ValueType::Str,
+            Scalar::Int(_) => ValueType::Int,
+            Scalar::Double(_) => ValueType::Double,
+            Scalar::Bool(_) => ValueType::Bool,
+        }
+    }
+}
+
+impl<'b> ValueView<'b> {
+    /// The value as a scalar, if it is a string, int, double or bool.
+    pub(crate) fn scalar(&self) -> Option<Scalar<'b>> {
+        if let Some(s) = self.as_str() {
+            return Some(Scalar::Str(s));
+        }
+        if let Some(i) = self.as_int() {
+            return Some(Scalar::Int(i));
+        }
+        if let Some(d) = self.as_double() {
+            return Some(Scalar::Double(d));
+        }
+        self.as_bool().map(Scalar::Bool)
+    }
+}
+
+const ANY_EMPTY: u8 = 0;
+const ANY_STR: u8 = 1;
+const ANY_INT: u8 = 2;
+const ANY_DOUBLE: u8 = 3;
+const ANY_BOOL: u8 = 4;
+const ANY_BYTES: u8 = 5;
+const ANY_ARRAY: u8 = 6;
+const ANY_MAP: u8 = 7;
+
+/// Encodes an `AnyValue` recursively (used inside rest blobs).
+pub(crate) fn encode_any(w: &mut Writer, value: &AnyValue) {
+    match value {
+        AnyValue::Empty => w.u8(ANY_EMPTY),
+        AnyValue::Str(s) => {
+            w.u8(ANY_STR);
+            w.len_bytes(s.as_bytes());
+        }
+        AnyValue::Int(i) => {
+            w.u8(ANY_INT);
+            w.varint_signed(*i);
+        }
+        AnyValue::Double(d) => {
+            w.u8(ANY_DOUBLE);
+            w.u64(d.to_bits());
+        }
+        AnyValue::Bool(b) => {
+            w.u8(ANY_BOOL);
+            w.u8(u8::from(*b));
+        }
+        AnyValue::Bytes(b) => {
+            w.u8(ANY_BYTES);
+            w.len_bytes(b);
+        }
+        AnyValue::Array(items) => {
+            w.u8(ANY_ARRAY);
+            w.varint(items.len() as u64);
+            for item in items {
+                encode_any(w, item);
+            }
+        }
+        AnyValue::Map(pairs) => {
+            w.u8(ANY_MAP);
+            w.varint(pairs.len() as u64);
+            for kv in pairs {
+                w.len_bytes(kv.key.as_bytes());
+                encode_any(w, &kv.value);
+            }
+        }
+    }
+}
+
+/// Decodes what [`encode_any`] wrote, refusing nesting deeper than the batch limit.
+pub(crate) fn decode_any(r: &mut crate::codec::Reader<'_>, depth: usize) -> Result<AnyValue, crate::error::DecodeError> {
+    if depth > crate::batch::MAX_NESTING_DEPTH {
+        return Err(r.error("values nested too deep"));
+    }
+    let at = r.position();
+    Ok(match r.u8("value tag")? {
+        ANY_EMPTY => AnyValue::Empty,
+        ANY_STR => AnyValue::Str(utf8(r, "string value")?),
+        ANY_INT => AnyValue::Int(r.varint_signed("int value")?),
+        ANY_DOUBLE => AnyValue::Double(f64::from_bits(r.u64("double value")?)),
+        ANY_BOOL => AnyValue::Bool(r.u8("bool value")? != 0),
+        ANY_BYTES => AnyValue::Bytes(r.len_bytes("bytes value")?.to_vec()),
+        ANY_ARRAY => {
+            let n = r.count("array length", r.remaining())?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(decode_any(r, depth + 1)?);
+            }
+            AnyValue::Array(items)
+        }
+        ANY_MAP => {
+            let n = r.count("map length", r.remaining() / 2)?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = utf8(r, "map key")?;
+                pairs.push(crate::model::KeyValue {
+                    key,
+                    value: decode_any(r, depth + 1)?,
+                });
+            }
+            AnyValue::Map(pairs)
+        }
+        other => return Err(crate::error::DecodeError::new(at, format!("unknown value tag {other}"))),
+    })
+}
+
+pub(crate) fn utf8(r: &mut crate::codec::Reader<'_>, what: &str) -> Result<String, crate::error::DecodeError> {
+    let at = r.position();
+    let bytes = r.len_bytes(what)?;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| crate::error::DecodeError::new(at, format!("{what} is not valid UTF-8")))
+}
+
+/// Builds a segment from batches: rows sorted by (trace id, start, span id), then the
+/// batch order, so the result is deterministic.
+pub fn build_segment(batches: &[&SpanBatch], file_number: u64, sequences: Option<(u64, u64)>) -> Vec<u8> {
+    let mut order: Vec<(u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        for row in 0..batch.len() {
+            order.push((b as u32, row as u32));
+        }
+    }
+    let key = |&(b, row): &(u32, u32)| {
+        let batch = batches.get(b as usize);
+        (
+            batch.map(|x| x.trace_id(row as usize)).unwrap_or_default(),
+            batch.map(|x| x.start_unix_nano(row as usize)).unwrap_or_default(),
+            batch.map(|x| x.span_id(row as usize)).unwrap_or_default(),
+        )
+    };
+    order.sort_by_cached_key(|entry| (key(entry), *entry));
+    let mut builder = SegmentBuilder::new();
+    if let Some((min, max)) = sequences {
+        builder.note_sequences(min, max);
+    }
+    for (b, row) in order {
+        if let Some(batch) = batches.get(b as usize) {
+            builder.push(batch, row as usize);
+        }
+    }
+    builder.finish(file_number)
+}
