@@ -30,6 +30,10 @@ pub struct SegmentEntry {
     pub min_start_unix_nano: u64,
     /// Latest span start, ns.
     pub max_start_unix_nano: u64,
+    /// Lowest log sequence whose spans it holds.
+    pub min_sequence: u64,
+    /// Highest log sequence whose spans it holds.
+    pub max_sequence: u64,
 }
 
 /// The contents of one manifest version.
@@ -73,6 +77,8 @@ impl Manifest {
             body.u64(s.span_count);
             body.u64(s.min_start_unix_nano);
             body.u64(s.max_start_unix_nano);
+            body.u64(s.min_sequence);
+            body.u64(s.max_sequence);
         }
         let mut out = Writer::with_capacity(body.buf.len() + HEADER_SIZE + 4);
         out.bytes(&MANIFEST_MAGIC);
@@ -144,6 +150,8 @@ impl Manifest {
                 span_count: r.u64("segment span count").map_err(body_error)?,
                 min_start_unix_nano: r.u64("segment min start").map_err(body_error)?,
                 max_start_unix_nano: r.u64("segment max start").map_err(body_error)?,
+                min_sequence: r.u64("segment min sequence").map_err(body_error)?,
+                max_sequence: r.u64("segment max sequence").map_err(body_error)?,
             });
         }
         r.finish("manifest body").map_err(body_error)?;
@@ -247,6 +255,8 @@ mod tests {
                 span_count: 10,
                 min_start_unix_nano: 1,
                 max_start_unix_nano: 2,
+                min_sequence: 3,
+                max_sequence: 4,
             }],
         }
     }

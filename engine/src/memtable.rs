@@ -47,6 +47,10 @@ pub(crate) struct LogFileRef {
 
 struct Inner {
     entries: Vec<MemEntry>,
+    /// Bytes of all batches, resident or not (the sealing trigger).
+    total_bytes: usize,
+    /// When the oldest entry arrived.
+    oldest_arrival: Option<std::time::Instant>,
     /// Entries below this index are evicted.
     evicted_below: usize,
     resident_bytes: usize,
@@ -69,6 +73,8 @@ impl Memtable {
             size_bytes_max,
             inner: RwLock::new(Inner {
                 entries: Vec::new(),
+                total_bytes: 0,
+                oldest_arrival: None,
                 evicted_below: 0,
                 resident_bytes: 0,
                 span_count: 0,
@@ -106,7 +112,11 @@ impl Memtable {
             let max = starts.iter().copied().max().unwrap_or(0);
             let memory_bytes = record.batch.memory_size_bytes();
             inner.resident_bytes += memory_bytes;
+            inner.total_bytes += memory_bytes;
             inner.span_count += record.batch.len() as u64;
+            if inner.oldest_arrival.is_none() {
+                inner.oldest_arrival = Some(std::time::Instant::now());
+            }
             inner.entries.push(MemEntry {
                 sequence: record.sequence,
                 span_count: record.batch.len() as u32,
@@ -133,6 +143,41 @@ impl Memtable {
             inner.resident_bytes -= freed;
             inner.evicted_below += 1;
         }
+    }
+
+    /// Bytes of every batch in the memtable, resident or read back on demand.
+    pub fn total_bytes(&self) -> usize {
+        self.inner.read().total_bytes
+    }
+
+    /// How long the oldest batch has waited to be sealed.
+    pub fn oldest_age(&self) -> Option<std::time::Duration> {
+        self.inner.read().oldest_arrival.map(|t| t.elapsed())
+    }
+
+    /// The log file holding the first batch after `sequence`, if any is here.
+    pub fn file_after(&self, sequence: u64) -> Option<u64> {
+        let inner = self.inner.read();
+        let index = inner.entries.partition_point(|e| e.sequence <= sequence);
+        inner.entries.get(index).map(|e| e.location.file_number)
+    }
+
+    /// Drops every batch at or below `sequence` (they are sealed into a segment) and
+    /// the read handles of log files below `log_floor`.
+    pub fn remove_through(&self, sequence: u64, log_floor: u64) {
+        let mut inner = self.inner.write();
+        let index = inner.entries.partition_point(|e| e.sequence <= sequence);
+        let removed: Vec<MemEntry> = inner.entries.drain(..index).collect();
+        for entry in &removed {
+            inner.total_bytes = inner.total_bytes.saturating_sub(entry.memory_bytes);
+            inner.span_count = inner.span_count.saturating_sub(u64::from(entry.span_count));
+            if entry.batch.is_some() {
+                inner.resident_bytes = inner.resident_bytes.saturating_sub(entry.memory_bytes);
+            }
+        }
+        inner.evicted_below = inner.evicted_below.saturating_sub(index);
+        inner.oldest_arrival = if inner.entries.is_empty() { None } else { Some(std::time::Instant::now()) };
+        inner.files.retain(|&number, _| number >= log_floor);
     }
 
     /// Bytes of batches held in memory.

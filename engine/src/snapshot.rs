@@ -1,19 +1,34 @@
 //! `Snapshot`: a consistent, immutable view of a store, taken without blocking writers.
 //!
-//! A snapshot holds the memtable's entries as they were when it was taken (batches are
-//! shared `Arc`s, so taking one copies pointers, never spans). Later appends are not in
-//! it; everything in it stays readable for as long as it lives.
+//! A snapshot holds the list of sealed segments and the memtable's entries as they
+//! were when it was taken (segments and batches are shared `Arc`s, so taking one copies
+//! pointers, never spans). Sealing swaps the segment list and trims the memtable under
+//! one lock, so a span is in exactly one of the two in any snapshot. Later appends are
+//! not in it; everything in it stays readable for as long as it lives (a segment file
+//! removed by compaction stays mapped).
 
 use std::sync::Arc;
 
 use crate::batch::SpanBatch;
 use crate::error::Result;
+use crate::manifest::SegmentEntry;
 use crate::memtable::MemView;
 use crate::model::{Span, TraceId};
+use crate::segment::reader::Segment;
+use crate::segment::BLOCK_ROWS;
+
+/// A sealed segment of a snapshot, with its manifest entry.
+pub struct SegmentHandle {
+    /// What the manifest says of it.
+    pub entry: SegmentEntry,
+    /// The open segment.
+    pub segment: Segment,
+}
 
 /// A consistent view of the store.
 #[derive(Clone)]
 pub struct Snapshot {
+    segments: Arc<Vec<Arc<SegmentHandle>>>,
     mem: MemView,
 }
 
@@ -26,21 +41,31 @@ pub struct SnapshotBatch {
 }
 
 impl Snapshot {
-    pub(crate) fn new(mem: MemView) -> Snapshot {
-        Snapshot { mem }
+    pub(crate) fn new(segments: Arc<Vec<Arc<SegmentHandle>>>, mem: MemView) -> Snapshot {
+        Snapshot { segments, mem }
     }
 
-    /// Spans in the snapshot.
+    /// Spans in the snapshot: sealed and in the memtable.
     pub fn span_count(&self) -> u64 {
-        self.mem.span_count()
+        self.sealed_span_count() + self.mem.span_count()
     }
 
-    /// Batches in the snapshot.
+    /// Spans in sealed segments.
+    pub fn sealed_span_count(&self) -> u64 {
+        self.segments.iter().map(|s| s.segment.row_count() as u64).sum()
+    }
+
+    /// The sealed segments, oldest first.
+    pub fn segments(&self) -> &[Arc<SegmentHandle>] {
+        &self.segments
+    }
+
+    /// Batches in the memtable part of the snapshot.
     pub fn batch_count(&self) -> usize {
         self.mem.entries().len()
     }
 
-    /// The highest sequence number in the snapshot.
+    /// The highest sequence number in the memtable part of the snapshot.
     pub fn last_sequence(&self) -> Option<u64> {
         self.mem.entries().last().map(|e| e.sequence)
     }
@@ -48,13 +73,20 @@ impl Snapshot {
     /// Earliest and latest span start in the snapshot, ns.
     pub fn time_range(&self) -> Option<(u64, u64)> {
         let entries = self.mem.entries();
-        let min = entries.iter().map(|e| e.min_start_unix_nano).min()?;
-        let max = entries.iter().map(|e| e.max_start_unix_nano).max()?;
+        let mem = entries.iter().map(|e| (e.min_start_unix_nano, e.max_start_unix_nano));
+        let sealed = self
+            .segments
+            .iter()
+            .filter(|s| s.segment.row_count() > 0)
+            .map(|s| (s.entry.min_start_unix_nano, s.entry.max_start_unix_nano));
+        let all: Vec<(u64, u64)> = mem.chain(sealed).collect();
+        let min = all.iter().map(|r| r.0).min()?;
+        let max = all.iter().map(|r| r.1).max()?;
         Some((min, max))
     }
 
-    /// Every batch, in sequence order; batches evicted from memory are read back from the
-    /// log, so an item can be an error naming a damaged file.
+    /// Every batch of the memtable part, in sequence order; batches evicted from memory
+    /// are read back from the log, so an item can be an error naming a damaged file.
     pub fn batches(&self) -> impl Iterator<Item = Result<SnapshotBatch>> + '_ {
         self.mem.entries().iter().map(move |entry| {
             Ok(SnapshotBatch {
@@ -82,9 +114,20 @@ impl Snapshot {
             })
     }
 
-    /// Every span as an owned row, in sequence order.
+    /// Every span as an owned row: sealed segments first (each in its row order), then
+    /// the memtable in sequence order.
     pub fn spans(&self) -> Result<Vec<Span>> {
         let mut spans = Vec::with_capacity(usize::try_from(self.span_count()).unwrap_or(0));
+        for handle in self.segments.iter() {
+            let rows = handle.segment.row_count() as u32;
+            let mut start = 0u32;
+            while start < rows {
+                let end = (start + BLOCK_ROWS as u32).min(rows);
+                let chunk: Vec<u32> = (start..end).collect();
+                spans.extend(handle.segment.spans(&chunk)?);
+                start = end;
+            }
+        }
         for item in self.batches() {
             spans.extend(item?.batch.to_spans());
         }
@@ -94,6 +137,12 @@ impl Snapshot {
     /// Every span of one trace, ordered by start time.
     pub fn trace(&self, trace_id: TraceId) -> Result<Vec<Span>> {
         let mut spans = Vec::new();
+        for handle in self.segments.iter() {
+            let rows = handle.segment.trace_rows(&trace_id)?;
+            if !rows.is_empty() {
+                spans.extend(handle.segment.spans(&rows)?);
+            }
+        }
         for item in self.batches() {
             let item = item?;
             for (row, id) in item.batch.trace_ids().iter().enumerate() {

@@ -30,7 +30,9 @@ pub enum SyncPolicy {
     /// fsync in the background at this interval; a power loss can lose the last
     /// interval of acknowledged appends (a process crash loses nothing).
     Interval(Duration),
-    /// Never fsync (the OS writes back when it likes); for bulk loads and tests.
+    /// Never fsync an append (the OS writes back when it likes); for bulk loads and
+    /// tests. Log files are still synced when they are started and when they are
+    /// finished, so that `flush` (which syncs the active file) covers every append.
     None,
 }
 
@@ -128,7 +130,7 @@ impl LogWriter {
         file_size_bytes_target: u64,
         sink: Arc<dyn Sink>,
     ) -> Result<LogWriter> {
-        let active = start_file(fs.as_ref(), dir, file_number, policy)?;
+        let active = start_file(fs.as_ref(), dir, file_number)?;
         sink.new_file(file_number, &active.path);
         Ok(LogWriter {
             fs,
@@ -156,6 +158,14 @@ impl LogWriter {
         *self.next_file_number.lock()
     }
 
+    /// Takes a file number for a new file (a segment) from the shared counter.
+    pub fn allocate_file_number(&self) -> u64 {
+        let mut next = self.next_file_number.lock();
+        let number = *next;
+        *next += 1;
+        number
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WriterStats {
         *self.stats.lock()
@@ -173,6 +183,13 @@ impl LogWriter {
             });
         }
         let sequence = queue.next_sequence;
+        // u64::MAX is never handed out (a recovered store may start just below it):
+        // wrapping would reuse numbers that replay skips as already seen.
+        if sequence == u64::MAX {
+            return Err(EngineError::Closed {
+                reason: "log sequence numbers exhausted".into(),
+            });
+        }
         queue.next_sequence += 1;
         match payload.get_mut(..8) {
             Some(head) => head.copy_from_slice(&sequence.to_le_bytes()),
@@ -281,20 +298,19 @@ impl LogWriter {
     }
 
     fn rotate(&self, active: &mut ActiveFile) -> Result<()> {
-        if self.policy != SyncPolicy::None {
-            active
-                .file
-                .sync()
-                .map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
-            self.stats.lock().syncs += 1;
-        }
+        // Under every policy: `sync` (and so `flush`) reaches only the active file.
+        active
+            .file
+            .sync()
+            .map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
+        self.stats.lock().syncs += 1;
         let number = {
             let mut next = self.next_file_number.lock();
             let number = *next;
             *next += 1;
             number
         };
-        *active = start_file(self.fs.as_ref(), &self.dir, number, self.policy)?;
+        *active = start_file(self.fs.as_ref(), &self.dir, number)?;
         self.sink.new_file(number, &active.path);
         Ok(())
     }
@@ -332,22 +348,20 @@ fn padding_before(offset: u64) -> u64 {
     }
 }
 
-/// Creates log file `number` with its header; under any policy but `None` the header
-/// and the directory entry are made durable before the first record can be
-/// acknowledged, so a power loss never drops a file that holds acknowledged records.
-fn start_file(fs: &dyn Fs, dir: &Path, number: u64, policy: SyncPolicy) -> Result<ActiveFile> {
+/// Creates log file `number` with its header; under every policy the header and the
+/// directory entry are made durable before the first record can be acknowledged (or
+/// flushed), so a power loss never drops a file that holds durable records.
+fn start_file(fs: &dyn Fs, dir: &Path, number: u64) -> Result<ActiveFile> {
     let path = dir.join(log_file_name(number));
     let file = fs
         .create(&path)
         .map_err(|e| EngineError::io(&path, "create log file", e))?;
     file.append(&file_header(number))
         .map_err(|e| EngineError::io(&path, "write log header", e))?;
-    if policy != SyncPolicy::None {
-        file.sync()
-            .map_err(|e| EngineError::io(&path, "fsync log", e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| EngineError::io(dir, "fsync directory", e))?;
-    }
+    file.sync()
+        .map_err(|e| EngineError::io(&path, "fsync log", e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| EngineError::io(dir, "fsync directory", e))?;
     Ok(ActiveFile {
         number,
         path,
