@@ -9,7 +9,7 @@
 //! **Invariant:** entries are in strictly increasing sequence order, and each entry's
 //! batch is either resident or readable at its log location.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +19,8 @@ use crate::batch::SpanBatch;
 use crate::error::{EngineError, Result};
 use crate::fs::{Fs, ReadFile};
 use crate::log::writer::{LogLocation, Sink, Written};
+use crate::segment::reader::Segment;
+use crate::segment::writer::build_segment;
 
 /// One batch of the memtable.
 #[derive(Clone)]
@@ -58,11 +60,18 @@ struct Inner {
     files: BTreeMap<u64, LogFileRef>,
 }
 
+/// Spans per in-memory segment that queries read the memtable through.
+pub const MEM_CHUNK_SPANS: u32 = 8192;
+
+/// In-memory segments of memtable chunks, keyed by their first and last sequence.
+type ChunkCache = Arc<parking_lot::Mutex<HashMap<(u64, u64), Arc<Segment>>>>;
+
 /// The memtable.
 pub struct Memtable {
     fs: Arc<dyn Fs>,
     size_bytes_max: usize,
     inner: RwLock<Inner>,
+    chunks: ChunkCache,
 }
 
 impl Memtable {
@@ -80,6 +89,7 @@ impl Memtable {
                 span_count: 0,
                 files: BTreeMap::new(),
             }),
+            chunks: ChunkCache::default(),
         }
     }
 
@@ -178,6 +188,7 @@ impl Memtable {
         inner.evicted_below = inner.evicted_below.saturating_sub(index);
         inner.oldest_arrival = if inner.entries.is_empty() { None } else { Some(std::time::Instant::now()) };
         inner.files.retain(|&number, _| number >= log_floor);
+        self.chunks.lock().retain(|&(first, _), _| first > sequence);
     }
 
     /// Bytes of batches held in memory.
@@ -202,6 +213,7 @@ impl Memtable {
             entries: Arc::from(inner.entries.as_slice()),
             files: Arc::new(inner.files.clone()),
             span_count: inner.span_count,
+            chunks: self.chunks.clone(),
         }
     }
 }
@@ -226,6 +238,7 @@ pub struct MemView {
     entries: Arc<[MemEntry]>,
     files: Arc<BTreeMap<u64, LogFileRef>>,
     span_count: u64,
+    chunks: ChunkCache,
 }
 
 impl MemView {
@@ -237,6 +250,45 @@ impl MemView {
     /// Spans in the view.
     pub fn span_count(&self) -> u64 {
         self.span_count
+    }
+
+    /// The memtable as in-memory segments of about [`MEM_CHUNK_SPANS`] spans each, so
+    /// queries read it through the same interface as sealed segments. A chunk is built
+    /// once and cached until its spans are sealed; only the newest, still growing chunk
+    /// is rebuilt as appends arrive.
+    pub fn segments(&self) -> Result<Vec<Arc<Segment>>> {
+        let mut out = Vec::new();
+        let mut chunk_start = 0usize;
+        let mut spans = 0u32;
+        let entries = &self.entries;
+        for (i, entry) in entries.iter().enumerate() {
+            spans = spans.saturating_add(entry.span_count);
+            if spans < MEM_CHUNK_SPANS && i + 1 < entries.len() {
+                continue;
+            }
+            let chunk = entries.get(chunk_start..=i).unwrap_or_default();
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else { continue };
+            let key = (first.sequence, last.sequence);
+            let cached = self.chunks.lock().get(&key).cloned();
+            let segment = match cached {
+                Some(segment) => segment,
+                None => {
+                    let batches = chunk.iter().map(|e| self.batch(e)).collect::<Result<Vec<_>>>()?;
+                    let refs: Vec<&SpanBatch> = batches.iter().map(|b| b.as_ref()).collect();
+                    let bytes = build_segment(&refs, 0, Some(key));
+                    let segment = Arc::new(Segment::open(Path::new("memtable"), Arc::new(bytes))?);
+                    let mut cache = self.chunks.lock();
+                    // A growing chunk replaces its shorter self.
+                    cache.retain(|&(f, _), _| f != key.0);
+                    cache.insert(key, segment.clone());
+                    segment
+                }
+            };
+            out.push(segment);
+            chunk_start = i + 1;
+            spans = 0;
+        }
+        Ok(out)
     }
 
     /// The batch of `entry`: resident, or read back from the log.

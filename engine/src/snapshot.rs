@@ -25,6 +25,41 @@ pub struct SegmentHandle {
     pub segment: Segment,
 }
 
+enum PartSegment {
+    Sealed(Arc<SegmentHandle>),
+    Memtable(Arc<Segment>),
+}
+
+/// One part of a snapshot: a sealed segment or an in-memory segment of memtable spans.
+/// Queries read every part through the same [`Segment`] interface: row counts, time
+/// ranges, zone maps, bitmaps, value indexes, blocks decoded on demand.
+pub struct Part {
+    segment: PartSegment,
+}
+
+impl Part {
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        match &self.segment {
+            PartSegment::Sealed(h) => &h.segment,
+            PartSegment::Memtable(s) => s,
+        }
+    }
+
+    /// True for a sealed segment file, false for memtable spans.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.segment, PartSegment::Sealed(_))
+    }
+
+    /// A short name: the segment file, or `memtable`.
+    pub fn name(&self) -> String {
+        match &self.segment {
+            PartSegment::Sealed(h) => crate::segment::segment_file_name(h.entry.file_number),
+            PartSegment::Memtable(_) => "memtable".to_owned(),
+        }
+    }
+}
+
 /// A consistent view of the store.
 #[derive(Clone)]
 pub struct Snapshot {
@@ -58,6 +93,25 @@ impl Snapshot {
     /// The sealed segments, oldest first.
     pub fn segments(&self) -> &[Arc<SegmentHandle>] {
         &self.segments
+    }
+
+    /// Everything in the snapshot as segments, for queries: the sealed segments, then
+    /// the memtable as in-memory segments (see [`MemView::segments`]). Each span is in
+    /// exactly one of them.
+    pub fn parts(&self) -> Result<Vec<Part>> {
+        let mut parts: Vec<Part> = self
+            .segments
+            .iter()
+            .map(|h| Part {
+                segment: PartSegment::Sealed(h.clone()),
+            })
+            .collect();
+        for segment in self.mem.segments()? {
+            parts.push(Part {
+                segment: PartSegment::Memtable(segment),
+            });
+        }
+        Ok(parts)
     }
 
     /// Batches in the memtable part of the snapshot.
