@@ -15,6 +15,8 @@ pub enum FileKind {
     Log,
     /// A manifest version.
     Manifest,
+    /// A sealed segment.
+    Segment,
     /// The writer's lock file.
     Lock,
     /// A temporary file left by a crash (removed by the next writer).
@@ -29,6 +31,7 @@ impl FileKind {
         match self {
             FileKind::Log => "log",
             FileKind::Manifest => "manifest",
+            FileKind::Segment => "segment",
             FileKind::Lock => "lock",
             FileKind::Temporary => "temporary",
             FileKind::Other => "other",
@@ -51,8 +54,28 @@ pub struct FileReport {
     pub spans: u64,
     /// Earliest and latest span start (log files), ns.
     pub time_range: Option<(u64, u64)>,
-    /// For log files below the manifest's log floor: retired (its spans are sealed).
+    /// For log files below the manifest's log floor: retired (its spans are sealed);
+    /// for segments: not named by the manifest (an orphan the next writer removes).
     pub retired: bool,
+    /// For segments: bytes per column and per index.
+    pub segment: Option<SegmentStats>,
+}
+
+/// Where a segment's bytes go.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentStats {
+    /// (column name, stored bytes of its blocks, distinct values, rows with a value).
+    pub columns: Vec<(String, u64, u64, u64)>,
+    /// Bytes of dictionaries.
+    pub dictionary_bytes: u64,
+    /// Bytes of bitmap indexes.
+    pub bitmap_bytes: u64,
+    /// Bytes of value indexes.
+    pub value_index_bytes: u64,
+    /// Bytes of the trace bloom filter.
+    pub bloom_bytes: u64,
+    /// Bytes of the directory and everything else.
+    pub other_bytes: u64,
 }
 
 /// What `verify` found.
@@ -76,9 +99,14 @@ impl VerifyReport {
         self.damage.is_empty()
     }
 
-    /// Spans in live log files.
+    /// Spans in live log records not yet sealed.
     pub fn live_spans(&self) -> u64 {
         self.files.iter().filter(|f| f.kind == FileKind::Log && !f.retired).map(|f| f.spans).sum()
+    }
+
+    /// Spans in live segments.
+    pub fn sealed_spans(&self) -> u64 {
+        self.files.iter().filter(|f| f.kind == FileKind::Segment && !f.retired).map(|f| f.spans).sum()
     }
 }
 
@@ -102,6 +130,8 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
             FileKind::Log
         } else if manifest::parse_manifest_file_name(name).is_some() {
             FileKind::Manifest
+        } else if crate::segment::parse_segment_file_name(name).is_some() {
+            FileKind::Segment
         } else if name == crate::store::LOCK_FILE_NAME {
             FileKind::Lock
         } else if name.ends_with(".tmp") {
@@ -122,12 +152,14 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
             spans: 0,
             time_range: None,
             retired: false,
+            segment: None,
         };
         match kind {
             FileKind::Log => {
                 let number = log::parse_log_file_name(name).unwrap_or(0);
                 file.retired = number < log_floor;
-                check_log(&path, &bytes, newest_log == Some(number), &mut file, &mut report);
+                let sealed = loaded.manifest.as_ref().map(|m| m.sealed_sequence).unwrap_or(0);
+                check_log(&path, &bytes, newest_log == Some(number), sealed, &mut file, &mut report);
             }
             FileKind::Manifest => {
                 // The newest damaged versions were reported by `load`; older ones are
@@ -138,6 +170,20 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
                         report.damage.push(text);
                     }
                 }
+            }
+            FileKind::Segment => {
+                let number = crate::segment::parse_segment_file_name(name).unwrap_or(0);
+                let live = loaded.manifest.as_ref().is_some_and(|m| m.segments.iter().any(|s| s.file_number == number));
+                file.retired = !live;
+                if !live {
+                    report.notes.push(format!(
+                        "{}: not named by the manifest (left by a crash during sealing or compaction); the next writer removes it",
+                        path.display()
+                    ));
+                }
+                check_segment(&path, bytes, &mut file, &mut report, live);
+                report.files.push(file);
+                continue;
             }
             FileKind::Temporary => report
                 .notes
@@ -151,7 +197,52 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
     Ok(report)
 }
 
-fn check_log(path: &Path, bytes: &[u8], newest: bool, file: &mut FileReport, report: &mut VerifyReport) {
+fn check_segment(path: &Path, bytes: Vec<u8>, file: &mut FileReport, report: &mut VerifyReport, live: bool) {
+    use crate::segment::reader::{column_name, Segment};
+    let segment = match Segment::open(path, std::sync::Arc::new(bytes)) {
+        Ok(segment) => segment,
+        Err(err) => {
+            if live {
+                report.damage.push(err.to_string());
+            } else {
+                report.notes.push(format!("orphan segment does not open: {err}"));
+            }
+            return;
+        }
+    };
+    for problem in segment.verify() {
+        if live {
+            report.damage.push(problem.to_string());
+        } else {
+            report.notes.push(format!("orphan segment: {problem}"));
+        }
+    }
+    let directory = segment.directory();
+    file.spans = directory.row_count;
+    file.records = directory.columns.len() as u64;
+    if directory.row_count > 0 {
+        file.time_range = Some((directory.min_start_unix_nano, directory.max_start_unix_nano));
+    }
+    let mut stats = SegmentStats::default();
+    let mut accounted = 0u64;
+    for column in &directory.columns {
+        let bytes: u64 = column.blocks.iter().map(|b| u64::from(b.chunk.len)).sum();
+        stats.columns.push((column_name(&column.kind), bytes, column.cardinality, column.present));
+        let dictionary = column.dictionary.map(|c| u64::from(c.len)).unwrap_or(0);
+        let bitmaps = column.bitmaps.map(|c| u64::from(c.len)).unwrap_or(0);
+        let value_index = column.value_index.map(|c| u64::from(c.len)).unwrap_or(0);
+        stats.dictionary_bytes += dictionary;
+        stats.bitmap_bytes += bitmaps;
+        stats.value_index_bytes += value_index;
+        accounted += bytes + dictionary + bitmaps + value_index;
+    }
+    stats.bloom_bytes = u64::from(directory.trace_bloom.len);
+    accounted += stats.bloom_bytes;
+    stats.other_bytes = file.bytes.saturating_sub(accounted);
+    file.segment = Some(stats);
+}
+
+fn check_log(path: &Path, bytes: &[u8], newest: bool, sealed: u64, file: &mut FileReport, report: &mut VerifyReport) {
     if let Err(err) = log::check_header(path, bytes) {
         if newest && bytes.len() < log::LOG_HEADER_SIZE {
             report.notes.push(format!("{err} (torn: a crash before the header was written; nothing in it was acknowledged)"));
@@ -183,6 +274,9 @@ fn check_log(path: &Path, bytes: &[u8], newest: bool, file: &mut FileReport, rep
         match log::decode_record(&record.payload) {
             Ok(decoded) => {
                 file.records += 1;
+                if decoded.sequence <= sealed {
+                    continue;
+                }
                 file.spans += decoded.batch.len() as u64;
                 let starts = decoded.batch.start_column();
                 if let (Some(&min), Some(&max)) = (starts.iter().min(), starts.iter().max()) {

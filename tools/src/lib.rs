@@ -28,10 +28,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Describe the data directory: files, records, spans, time ranges, bytes per span.
+    /// Describe the data directory: segments, rows, time ranges, bytes per column and
+    /// per span, index sizes.
     Inspect,
-    /// Read every byte of the log and manifest, check every checksum, report damage
-    /// precisely; exit 1 on damage.
+    /// Seal the memtable and merge small segments now (it also runs in the background).
+    Compact,
+    /// Read every byte of the log, manifest and segments, check every checksum, report
+    /// damage precisely; exit 1 on damage.
     Verify,
 }
 
@@ -50,6 +53,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let result = match cli.command {
         Command::Inspect => inspect(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
+        Command::Compact => compact(&data, &mut out),
     };
     match result {
         Ok(code) => code,
@@ -97,6 +101,32 @@ fn verify_command(data: &std::path::Path, out: &mut impl Write) -> CommandResult
     }
 }
 
+fn compact(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
+    if !data.is_dir() {
+        return Err(Box::new(spanstore_engine::EngineError::NotAStore { path: data.to_path_buf() }));
+    }
+    let options = spanstore_engine::Options {
+        background_maintenance: false,
+        ..Default::default()
+    };
+    let store = spanstore_engine::Store::open(data, options)?;
+    let report = store.compact_now()?;
+    for entry in &report.sealed {
+        writeln!(out, "sealed {} spans into segment {}", entry.span_count, entry.file_number)?;
+    }
+    for (inputs, entry) in &report.compacted {
+        writeln!(
+            out,
+            "merged segments {inputs:?} into segment {} ({} spans)",
+            entry.file_number, entry.span_count
+        )?;
+    }
+    let segments = store.manifest().segments.len();
+    store.close()?;
+    writeln!(out, "done: {segments} segments")?;
+    Ok(0)
+}
+
 fn inspect(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
     let report = verify::verify(&RealFs, data)?;
     writeln!(out, "data directory: {}", data.display())?;
@@ -134,10 +164,67 @@ fn inspect(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
         ]);
     }
     table.print(out)?;
-    let spans = report.live_spans();
-    writeln!(out, "spans: {spans} in the log ({log_bytes} bytes)")?;
-    if spans > 0 {
-        writeln!(out, "log bytes per span: {:.1}", log_bytes as f64 / spans as f64)?;
+    let sealed = report.sealed_spans();
+    let unsealed = report.live_spans();
+    let segment_bytes: u64 = report
+        .files
+        .iter()
+        .filter(|f| f.kind == FileKind::Segment && !f.retired)
+        .map(|f| f.bytes)
+        .sum();
+    let total_bytes: u64 = report.files.iter().filter(|f| !f.retired).map(|f| f.bytes).sum();
+    writeln!(out, "spans: {} ({sealed} sealed in segments, {unsealed} only in the log)", sealed + unsealed)?;
+    writeln!(out, "bytes: {total_bytes} on disk ({segment_bytes} in segments, {log_bytes} in live logs)")?;
+    if sealed + unsealed > 0 {
+        writeln!(out, "bytes per span: {:.1} on disk", total_bytes as f64 / (sealed + unsealed) as f64)?;
+    }
+    if sealed > 0 {
+        writeln!(out, "segment bytes per span: {:.1}", segment_bytes as f64 / sealed as f64)?;
+        // Columns across every live segment.
+        let mut columns: std::collections::BTreeMap<String, (u64, u64, u64)> = std::collections::BTreeMap::new();
+        let (mut dictionaries, mut bitmaps, mut value_indexes, mut blooms, mut other) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        for file in report.files.iter().filter(|f| !f.retired) {
+            let Some(stats) = &file.segment else { continue };
+            for (name, bytes, distinct, present) in &stats.columns {
+                let entry = columns.entry(name.clone()).or_default();
+                entry.0 += bytes;
+                entry.1 = entry.1.max(*distinct);
+                entry.2 += present;
+            }
+            dictionaries += stats.dictionary_bytes;
+            bitmaps += stats.bitmap_bytes;
+            value_indexes += stats.value_index_bytes;
+            blooms += stats.bloom_bytes;
+            other += stats.other_bytes;
+        }
+        let mut rows: Vec<(String, (u64, u64, u64))> = columns.into_iter().collect();
+        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        let mut table = format::Table::new(&["column", "bytes", "bytes/span", "rows", "distinct (max per segment)"]);
+        for (name, (bytes, distinct, present)) in rows {
+            table.row(vec![
+                name,
+                bytes.to_string(),
+                format!("{:.2}", bytes as f64 / sealed as f64),
+                present.to_string(),
+                distinct.to_string(),
+            ]);
+        }
+        for (name, bytes) in [
+            ("(dictionaries)", dictionaries),
+            ("(bitmap indexes)", bitmaps),
+            ("(value indexes)", value_indexes),
+            ("(trace bloom filters)", blooms),
+            ("(directories, headers)", other),
+        ] {
+            table.row(vec![
+                name.to_owned(),
+                bytes.to_string(),
+                format!("{:.2}", bytes as f64 / sealed as f64),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        table.print(out)?;
     }
     for note in &report.notes {
         writeln!(out, "note: {note}")?;

@@ -19,8 +19,12 @@ fn spanstore(data: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn fill(dir: &Path, batches: u64) {
-    let store = Store::open(dir, Options::default()).unwrap();
+fn fill(dir: &Path, batches: u64, seal_on_close: bool) {
+    let options = Options {
+        seal_on_close,
+        ..Options::default()
+    };
+    let store = Store::open(dir, options).unwrap();
     for b in 0..batches {
         let spans: Vec<Span> = (0..50u64)
             .map(|i| Span {
@@ -41,7 +45,7 @@ fn fill(dir: &Path, batches: u64) {
 #[test]
 fn verify_passes_a_clean_store_and_names_damage() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), 20);
+    fill(dir.path(), 20, false);
     let (code, out, err) = spanstore(dir.path(), &["verify"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("every checksum matches"), "{out}");
@@ -66,7 +70,7 @@ fn verify_passes_a_clean_store_and_names_damage() {
 #[test]
 fn inspect_counts_spans_and_data_dir_comes_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    fill(dir.path(), 3);
+    fill(dir.path(), 3, true);
     let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
         .arg("inspect")
         .env("SPANSTORE_DATA", dir.path())
@@ -74,7 +78,9 @@ fn inspect_counts_spans_and_data_dir_comes_from_the_environment() {
         .unwrap();
     let out = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{out}");
-    assert!(out.contains("spans: 150 in the log"), "{out}");
+    assert!(out.contains("spans: 150 (150 sealed in segments, 0 only in the log)"), "{out}");
+    assert!(out.contains("segment bytes per span: "), "{out}");
+    assert!(out.contains("(bitmap indexes)"), "{out}");
     assert!(out.contains("2026-11-26T13:00:00.000000000Z"), "{out}");
 }
 
@@ -90,4 +96,26 @@ fn data_flag_works_after_the_subcommand_and_missing_dirs_are_clear_errors() {
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("no spanstore data directory here"), "{err}");
+}
+
+#[test]
+fn verify_names_a_damaged_segment_block() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 20, true);
+    let (code, out, _) = spanstore(dir.path(), &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sseg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Byte 40 lies in the first column block (the header is 16 bytes).
+    bytes[40] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let (code, out, _) = spanstore(dir.path(), &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    let damage = out.lines().find(|l| l.starts_with("damage: ")).unwrap();
+    assert!(damage.contains(&segment.display().to_string()), "{damage}");
+    assert!(damage.contains("checksum mismatch"), "{damage}");
 }
