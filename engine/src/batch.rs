@@ -210,6 +210,101 @@ pub struct SpanBatch {
     event_attrs: Vec<Attr>,
     links: Vec<LinkRow>,
     link_attrs: Vec<Attr>,
+    cache: StrCache,
+}
+
+/// Slots of the builder's string cache at first use, and at most (powers of two).
+const STR_CACHE_SLOTS_MIN: usize = 64;
+const STR_CACHE_SLOTS_MAX: usize = 1024;
+/// Longest attribute key, and longest other string, the builder looks up in its cache:
+/// keys repeat whatever their length, while long values (URLs, statements) rarely do.
+const STR_CACHE_KEY_LEN_MAX: usize = 128;
+const STR_CACHE_VALUE_LEN_MAX: usize = 32;
+
+const _: () = assert!(STR_CACHE_SLOTS_MIN.is_power_of_two());
+const _: () = assert!(STR_CACHE_SLOTS_MAX.is_power_of_two());
+
+/// The builder's cache of strings already in the arena: a direct-mapped table from a
+/// hash of the text to its reference. Attribute keys, span names and low-cardinality
+/// values (`http.route`, `GET`, service names) are then stored once per batch instead
+/// of once per use, which makes the arena, the log record and the memtable smaller and
+/// the record cheaper to compress. Unique values (request ids) just pass through.
+///
+/// It is build-time state, not part of the batch's value: equality ignores it, decoding
+/// leaves it empty, and a batch built without it is equally valid. The format has
+/// always allowed several references to one range of the arena.
+#[derive(Clone, Default)]
+struct StrCache {
+    /// `(hash, reference)`; a zero-length reference marks an empty slot.
+    slots: Vec<(u64, StrRef)>,
+    /// Strings inserted since the table last grew.
+    inserted: usize,
+}
+
+impl PartialEq for StrCache {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for StrCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StrCache({} slots)", self.slots.len())
+    }
+}
+
+impl StrCache {
+    fn slot(&self, hash: u64) -> usize {
+        // The high bits are the best mixed by the multiply in `str_hash`.
+        (hash >> 40) as usize & self.slots.len().wrapping_sub(1)
+    }
+
+    fn get(&self, hash: u64) -> Option<StrRef> {
+        self.slots
+            .get(self.slot(hash))
+            .filter(|(h, r)| *h == hash && r.len != 0)
+            .map(|&(_, r)| r)
+    }
+
+    fn insert(&mut self, hash: u64, r: StrRef) {
+        // Grow (and forget) once the table has seen twice as many strings as it has
+        // slots, so a batch of a few spans keeps a small table and a big one a big one.
+        if self.slots.is_empty()
+            || (self.inserted >= 2 * self.slots.len() && self.slots.len() < STR_CACHE_SLOTS_MAX)
+        {
+            let len = (self.slots.len() * 4).clamp(STR_CACHE_SLOTS_MIN, STR_CACHE_SLOTS_MAX);
+            self.slots.clear();
+            self.slots.resize(len, (0, StrRef::default()));
+            self.inserted = 0;
+        }
+        let slot = self.slot(hash);
+        if let Some(entry) = self.slots.get_mut(slot) {
+            *entry = (hash, r);
+        }
+        self.inserted += 1;
+    }
+}
+
+/// A fast hash of a short string for [`StrCache`] (FxHash-style; equal hashes are
+/// confirmed by comparing the text).
+fn str_hash(text: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut hash = (text.len() as u64).wrapping_mul(K);
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        for (slot, &byte) in word.iter_mut().zip(rest) {
+            *slot = byte;
+        }
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    hash
 }
 
 /// Which attribute list a push goes to.
@@ -266,11 +361,40 @@ impl SpanBatch {
             + self.events.capacity() * size_of::<EventRow>()
             + self.links.capacity() * size_of::<LinkRow>()
             + s.trace_id.capacity() * (16 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 2 + 4 * 8)
+            + self.cache.slots.capacity() * size_of::<(u64, StrRef)>()
     }
 
     // ----- building -------------------------------------------------------------------
 
+    /// Stores `text` once per batch when it is short enough to be worth looking up
+    /// (see [`StrCache`]); an empty string needs no bytes at all.
     fn push_str(&mut self, text: &str) -> StrRef {
+        self.push_str_cached(text, STR_CACHE_VALUE_LEN_MAX)
+    }
+
+    fn push_key(&mut self, text: &str) -> StrRef {
+        self.push_str_cached(text, STR_CACHE_KEY_LEN_MAX)
+    }
+
+    fn push_str_cached(&mut self, text: &str, len_max: usize) -> StrRef {
+        if text.is_empty() {
+            return StrRef::default();
+        }
+        if text.len() > len_max {
+            return self.push_str_uncached(text);
+        }
+        let hash = str_hash(text.as_bytes());
+        if let Some(found) = self.cache.get(hash) {
+            if self.strings.get(found.range()) == Some(text) {
+                return found;
+            }
+        }
+        let stored = self.push_str_uncached(text);
+        self.cache.insert(hash, stored);
+        stored
+    }
+
+    fn push_str_uncached(&mut self, text: &str) -> StrRef {
         // Arenas are capped at u32::MAX bytes; `append` rejects batches that approach it
         // (see `check_limits`), so a saturated reference never reaches disk.
         let start = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
@@ -316,7 +440,7 @@ impl SpanBatch {
                 let first = self.nested.len();
                 self.nested.resize(first + pairs.len(), Attr::default());
                 for (offset, pair) in pairs.iter().enumerate() {
-                    let key = self.push_str(&pair.key);
+                    let key = self.push_key(&pair.key);
                     let stored = self.store_value((&pair.value).into());
                     if let Some(slot) = self.nested.get_mut(first + offset) {
                         *slot = Attr { key, value: stored };
@@ -331,7 +455,7 @@ impl SpanBatch {
     }
 
     fn push_attr(&mut self, owner: Owner, key: &str, value: ValueRef<'_>) {
-        let key = self.push_str(key);
+        let key = self.push_key(key);
         let value = self.store_value(value);
         let attr = Attr { key, value };
         let (list, end) = match owner {
@@ -825,6 +949,25 @@ impl SpanBatch {
 
     // ----- encoding -------------------------------------------------------------------
 
+    /// About the size of [`encode`](Self::encode)'s output (typically a little more),
+    /// to size buffers once instead of growing them.
+    pub fn encoded_size_hint(&self) -> usize {
+        let attrs = self.nested.len()
+            + self.resource_attrs.len()
+            + self.scope_attrs.len()
+            + self.span_attrs.len()
+            + self.event_attrs.len()
+            + self.link_attrs.len();
+        64 + self.strings.len()
+            + self.bytes.len()
+            + attrs * 12
+            + self.len() * 80
+            + self.resources.len() * 16
+            + self.scopes.len() * 32
+            + self.events.len() * 24
+            + self.links.len() * 48
+    }
+
     /// Encodes the batch (format in docs/FORMAT.md, "batch body").
     pub fn encode(&self, w: &mut Writer) {
         w.len_bytes(self.strings.as_bytes());
@@ -1061,6 +1204,7 @@ impl SpanBatch {
             event_attrs,
             links,
             link_attrs,
+            cache: StrCache::default(),
         };
         batch
             .validate()
@@ -1320,6 +1464,11 @@ impl SpanBatch {
             s.dropped_events_count.get(row).copied().unwrap_or_default(),
             s.dropped_links_count.get(row).copied().unwrap_or_default(),
         )
+    }
+
+    /// Index of span `row`'s scope within this batch.
+    pub fn scope_of(&self, row: usize) -> usize {
+        self.scope_index(row)
     }
 
     /// The resource's dropped attribute count and schema url of span `row`.

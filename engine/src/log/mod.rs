@@ -74,29 +74,107 @@ pub fn file_header(number: u64) -> [u8; LOG_HEADER_SIZE] {
     header
 }
 
+/// zstd level of compressed log records: the fastest regular level. A log record lives
+/// only until its spans are sealed into a segment, so speed matters more than ratio.
+pub const LOG_ZSTD_LEVEL: i32 = 1;
+
+/// Scratch buffers above this size are not kept between records, so that one huge batch
+/// does not pin its memory in every appending thread.
+const SCRATCH_KEEP_BYTES_MAX: usize = 16 << 20;
+
+/// Per-thread state of [`encode_record`], reused from record to record: a zstd context
+/// (creating one costs more than compressing a small record) and the buffer the body is
+/// encoded into before compression (a fresh one is page-faulted in every time).
+#[derive(Default)]
+struct EncodeScratch {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    body: Writer,
+}
+
+thread_local! {
+    static ENCODE_SCRATCH: std::cell::RefCell<EncodeScratch> =
+        std::cell::RefCell::new(EncodeScratch::default());
+}
+
+/// Writes a record header; codec and raw length can be changed later by
+/// [`set_codec_and_raw_len`].
+fn put_record_header(
+    out: &mut Writer,
+    sequence: u64,
+    span_count: usize,
+    codec: u8,
+    raw_len: usize,
+) {
+    out.u64(sequence);
+    out.u32(span_count as u32);
+    out.u8(codec);
+    out.u32(raw_len as u32);
+}
+
+/// Sets the codec and raw length fields of the record header at the start of `out`.
+fn set_codec_and_raw_len(out: &mut [u8], codec: u8, raw_len: usize) {
+    if let Some(field) = out.get_mut(12) {
+        *field = codec;
+    }
+    if let Some(field) = out.get_mut(13..RECORD_HEADER_SIZE) {
+        field.copy_from_slice(&(raw_len as u32).to_le_bytes());
+    }
+}
+
 /// Encodes a record payload: header and the batch body, compressed with zstd when asked
 /// and when that makes it smaller.
 pub fn encode_record(sequence: u64, batch: &SpanBatch, compress: bool) -> Vec<u8> {
-    let mut body = Writer::with_capacity(batch.len() * 128 + 64);
-    batch.encode(&mut body);
-    let raw_len = body.buf.len();
-    let mut out = Writer::with_capacity(RECORD_HEADER_SIZE + raw_len / 3 + 64);
-    out.u64(sequence);
-    out.u32(batch.len() as u32);
-    if compress {
-        if let Ok(compressed) = zstd::bulk::compress(&body.buf, 1) {
-            if compressed.len() < raw_len {
-                out.u8(CODEC_ZSTD);
-                out.u32(raw_len as u32);
-                out.bytes(&compressed);
-                return out.buf;
+    let size_hint = batch.encoded_size_hint();
+    if !compress {
+        // Encode straight after the header: no intermediate buffer and no copy.
+        let mut out = Writer::with_capacity(RECORD_HEADER_SIZE + size_hint);
+        put_record_header(&mut out, sequence, batch.len(), CODEC_RAW, 0);
+        batch.encode(&mut out);
+        let raw_len = out.buf.len() - RECORD_HEADER_SIZE;
+        set_codec_and_raw_len(&mut out.buf, CODEC_RAW, raw_len);
+        return out.buf;
+    }
+    let encode = |scratch: &mut EncodeScratch| {
+        let body = &mut scratch.body;
+        body.buf.clear();
+        body.buf.reserve(size_hint);
+        batch.encode(body);
+        let raw_len = body.buf.len();
+        // Room for the body raw: a compressed body that would not fit is no smaller
+        // than the raw one, and zstd then fails instead of writing it.
+        let mut out = Writer::with_capacity(RECORD_HEADER_SIZE + raw_len);
+        put_record_header(&mut out, sequence, batch.len(), CODEC_ZSTD, raw_len);
+        if scratch.compressor.is_none() {
+            scratch.compressor = zstd::bulk::Compressor::new(LOG_ZSTD_LEVEL).ok();
+        }
+        let compressed = scratch.compressor.as_mut().and_then(|compressor| {
+            let mut cursor = std::io::Cursor::new(std::mem::take(&mut out.buf));
+            cursor.set_position(RECORD_HEADER_SIZE as u64);
+            let written = compressor.compress_to_buffer(&body.buf, &mut cursor);
+            out.buf = cursor.into_inner();
+            written.ok()
+        });
+        match compressed {
+            Some(len) if len < raw_len => {}
+            _ => {
+                out.buf.truncate(RECORD_HEADER_SIZE);
+                set_codec_and_raw_len(&mut out.buf, CODEC_RAW, raw_len);
+                out.bytes(&body.buf);
             }
         }
-    }
-    out.u8(CODEC_RAW);
-    out.u32(raw_len as u32);
-    out.bytes(&body.buf);
-    out.buf
+        if body.buf.capacity() > SCRATCH_KEEP_BYTES_MAX {
+            body.buf = Vec::new();
+        }
+        out.buf
+    };
+    // The thread-local is unavailable only while the thread is being torn down (or
+    // if this were ever re-entered); a fresh scratch does the same work then.
+    ENCODE_SCRATCH
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => encode(&mut scratch),
+            Err(_) => encode(&mut EncodeScratch::default()),
+        })
+        .unwrap_or_else(|_| encode(&mut EncodeScratch::default()))
 }
 
 /// A decoded record.
@@ -400,6 +478,9 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
         }
         pos = end;
     }
+    // A record whose fragments are all intact up to the end of the file is an
+    // interrupted write: its own later fragments are no evidence of data written past it.
+    let cut_record_start = in_progress.as_ref().map(|(start, _)| *start as u64);
     if let Some((start, _)) = in_progress {
         note(start, "record missing its last fragment");
     }
@@ -413,8 +494,13 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
     // fragments found by the block walk, so bytes inside a payload can never be
     // taken for a record.)
     let tail_start = tail.first().map(|d| d.offset).unwrap_or(valid_end);
+    let search_from = if tail.len() == 1 && cut_record_start == Some(tail_start) {
+        bytes.len()
+    } else {
+        tail_start as usize + 1
+    };
     let has_tail = !tail.is_empty() || valid_end < scan.len;
-    if has_tail && intact_fragment_after(bytes, tail_start as usize + 1) {
+    if has_tail && intact_fragment_after(bytes, search_from) {
         scan.damage.extend(tail);
     } else {
         scan.torn = has_tail;

@@ -138,6 +138,58 @@ pub fn decode_ints(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeE
 const STR_PLAIN: u8 = 0;
 const STR_HEX32: u8 = 1;
 const STR_UUID: u8 = 2;
+const STR_SHAPED: u8 = 3;
+
+/// Per-value shapes of `STR_SHAPED`.
+const SHAPE_PLAIN: u64 = 0;
+const SHAPE_UUID: u64 = 1;
+const SHAPE_LOWER_HEX: u64 = 2;
+const SHAPE_UPPER_HEX: u64 = 3;
+
+/// The bytes of `s` when it is an even number (2..=64) of hex digits, all lowercase
+/// (`upper == false`) or all uppercase (`upper == true`) where they are letters.
+fn hex_bytes(s: &str, upper: bool) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() % 2 != 0 || b.len() > 64 {
+        return None;
+    }
+    let digit = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' if !upper => Some(c - b'a' + 10),
+            b'A'..=b'F' if upper => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
+    b.chunks_exact(2)
+        .map(|pair| match *pair {
+            [h, l] => Some((digit(h)? << 4) | digit(l)?),
+            _ => None,
+        })
+        .collect()
+}
+
+fn shape_of(s: &str) -> u64 {
+    if id16(s, true).is_some() {
+        SHAPE_UUID
+    } else if hex_bytes(s, false).is_some() {
+        SHAPE_LOWER_HEX
+    } else if hex_bytes(s, true).is_some() {
+        SHAPE_UPPER_HEX
+    } else {
+        SHAPE_PLAIN
+    }
+}
+
+fn format_hex(bytes: &[u8], upper: bool) -> String {
+    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(*digits.get(usize::from(b >> 4)).unwrap_or(&b'0')));
+        s.push(char::from(*digits.get(usize::from(b & 15)).unwrap_or(&b'0')));
+    }
+    s
+}
 
 fn hex_value(c: u8) -> Option<u8> {
     match c {
@@ -194,7 +246,10 @@ fn format_id16(bytes: &[u8], uuid: bool) -> String {
 }
 
 /// Encodes strings: as 16 raw bytes each when every value is an id-shaped string
-/// (32 lowercase hex digits, or a lowercase UUID), else as lengths and bytes.
+/// (32 lowercase hex digits, or a lowercase UUID); with a 2-bit shape per value when
+/// some are (UUIDs as 16 bytes, lowercase or uppercase hex as half as many bytes); else
+/// as lengths and bytes. Ids are most of what is left after dictionaries, and their
+/// binary form is half the size of their text.
 pub fn encode_strings(out: &mut Writer, values: &[&str]) {
     for (tag, uuid) in [(STR_UUID, true), (STR_HEX32, false)] {
         if !values.is_empty() && values.iter().all(|s| id16(s, uuid).is_some()) {
@@ -204,6 +259,23 @@ pub fn encode_strings(out: &mut Writer, values: &[&str]) {
             }
             return;
         }
+    }
+    let shapes: Vec<u64> = values.iter().map(|s| shape_of(s)).collect();
+    if shapes.iter().any(|&shape| shape != SHAPE_PLAIN) {
+        out.u8(STR_SHAPED);
+        pack(out, &shapes, 2);
+        for (s, &shape) in values.iter().zip(&shapes) {
+            match shape {
+                SHAPE_UUID => out.bytes(&id16(s, true).unwrap_or_default()),
+                SHAPE_LOWER_HEX | SHAPE_UPPER_HEX => {
+                    let bytes = hex_bytes(s, shape == SHAPE_UPPER_HEX).unwrap_or_default();
+                    out.u8(bytes.len() as u8);
+                    out.bytes(&bytes);
+                }
+                _ => out.len_bytes(s.as_bytes()),
+            }
+        }
+        return;
     }
     out.u8(STR_PLAIN);
     for s in values {
@@ -221,6 +293,30 @@ pub fn decode_strings(r: &mut Reader<'_>, count: usize) -> Result<Vec<String>, D
         tag @ (STR_HEX32 | STR_UUID) => {
             let bytes = r.take(count.checked_mul(16).ok_or_else(|| r.error("id count overflows"))?, "ids")?;
             Ok(bytes.chunks_exact(16).map(|id| format_id16(id, tag == STR_UUID)).collect())
+        }
+        STR_SHAPED => {
+            let shapes = unpack(r, count, 2)?;
+            let mut values = Vec::with_capacity(count);
+            for shape in shapes {
+                let at = r.position();
+                values.push(match shape {
+                    SHAPE_UUID => format_id16(r.take(16, "uuid")?, true),
+                    SHAPE_LOWER_HEX | SHAPE_UPPER_HEX => {
+                        let len = usize::from(r.u8("hex length")?);
+                        if len == 0 || len > 32 {
+                            return Err(DecodeError::new(at, format!("hex id of {len} bytes")));
+                        }
+                        format_hex(r.take(len, "hex id")?, shape == SHAPE_UPPER_HEX)
+                    }
+                    _ => {
+                        let bytes = r.len_bytes("string")?;
+                        std::str::from_utf8(bytes)
+                            .map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?
+                            .to_owned()
+                    }
+                });
+            }
+            Ok(values)
         }
         STR_PLAIN => {
             let mut lengths = Vec::with_capacity(count.min(r.remaining()));
@@ -282,7 +378,7 @@ mod tests {
         }
 
         #[test]
-        fn strings_round_trip(values in proptest::collection::vec(".{0,20}", 0..50), ids in any::<bool>(), uuid in any::<bool>()) {
+        fn strings_round_trip(values in proptest::collection::vec(prop_oneof![".{0,20}", "[0-9a-fA-F]{0,12}", "[0-9A-F]{2,8}"], 0..50), ids in any::<bool>(), uuid in any::<bool>()) {
             let values: Vec<String> = if ids {
                 values.iter().enumerate().map(|(i, _)| {
                     let hex = format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834));
@@ -302,6 +398,17 @@ mod tests {
             let _ = decode_strings(&mut Reader::new(&bytes), count);
             let _ = decode_bools(&mut Reader::new(&bytes), count);
         }
+    }
+
+    #[test]
+    fn mixed_id_shapes_round_trip_in_binary() {
+        let values = ["f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8", "0A1B2C3D4E5F6071", "abcdef12", "plain text", "ABC", "", "0a1B"];
+        let mut w = Writer::default();
+        encode_strings(&mut w, &values);
+        // tag, 2-bit shapes, uuid, upper hex, lower hex, then four plain strings.
+        assert_eq!(w.buf.len(), 1 + 2 + 16 + 9 + 5 + 11 + 4 + 1 + 5);
+        let got = decode_strings(&mut Reader::new(&w.buf), values.len()).unwrap();
+        assert_eq!(got, values);
     }
 
     #[test]

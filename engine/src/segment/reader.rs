@@ -13,7 +13,7 @@ use roaring::RoaringBitmap;
 use super::encoding::{decode_bools, decode_ints, decode_strings, unpack};
 use super::writer::{decode_any, utf8};
 use super::{
-    bloom_positions, stable_hash, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic,
+    bloom_positions, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic,
     Storage, ValueType, BLOCK_ROWS, MAX_DIRECTORY_BYTES, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_TRAILER_SIZE,
     SEGMENT_VERSION,
 };
@@ -361,23 +361,23 @@ impl Segment {
         }
         let Some(chunk) = meta.value_index else { return Ok(None) };
         let index = self.chunk(chunk)?;
-        if index.len() % 12 != 0 {
-            return Err(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 12"));
+        if index.len() % 8 != 0 {
+            return Err(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 8"));
         }
-        let hash = stable_hash(value.as_bytes());
-        let entries = index.len() / 12;
-        let key_at = |i: usize| -> u64 {
-            let mut k = [0u8; 8];
-            if let Some(bytes) = index.get(i * 12..i * 12 + 8) {
+        let hash = super::writer::value_hash(value);
+        let entries = index.len() / 8;
+        let word = |at: usize| -> u32 {
+            let mut k = [0u8; 4];
+            if let Some(bytes) = index.get(at..at + 4) {
                 k.copy_from_slice(bytes);
             }
-            u64::from_le_bytes(k)
+            u32::from_le_bytes(k)
         };
         // First entry with this hash.
         let (mut low, mut high) = (0usize, entries);
         while low < high {
             let mid = (low + high) / 2;
-            if key_at(mid) < hash {
+            if word(mid * 8) < hash {
                 low = mid + 1;
             } else {
                 high = mid;
@@ -385,12 +385,8 @@ impl Segment {
         }
         let mut rows = RoaringBitmap::new();
         let mut i = low;
-        while i < entries && key_at(i) == hash {
-            let mut row = [0u8; 4];
-            if let Some(bytes) = index.get(i * 12 + 8..i * 12 + 12) {
-                row.copy_from_slice(bytes);
-            }
-            let row = u32::from_le_bytes(row);
+        while i < entries && word(i * 8) == hash {
+            let row = word(i * 8 + 4);
             // Hashes collide: check the stored value.
             if self.string_at(column, row as usize)?.as_deref() == Some(value) {
                 rows.insert(row);
@@ -498,8 +494,8 @@ impl Segment {
             }
             if let Some(chunk) = meta.value_index {
                 match self.chunk(chunk) {
-                    Ok(bytes) if bytes.len() % 12 != 0 => {
-                        problems.push(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 12"))
+                    Ok(bytes) if bytes.len() % 8 != 0 => {
+                        problems.push(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 8"))
                     }
                     Ok(_) => {}
                     Err(e) => problems.push(e),

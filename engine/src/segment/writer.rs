@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
 
 use super::encoding::{encode_bools, encode_ints, encode_strings, pack};
 use super::{
@@ -20,16 +21,27 @@ use crate::batch::{Attrs, SpanBatch, ValueView};
 use crate::codec::Writer;
 use crate::model::AnyValue;
 
-/// Interned strings of one column.
+/// Values seen before a column decides whether to intern its strings.
+const INTERN_PROBE_VALUES: usize = 4096;
+
+/// Strings of one column: interned while they repeat, kept plain (one arena, no
+/// hashing) once the first values show a column of mostly distinct ids.
 #[derive(Default)]
 struct StrValues {
-    ids: HashMap<Box<str>, u32>,
+    ids: FxHashMap<Box<str>, u32>,
     distinct: Vec<Box<str>>,
     codes: Vec<u32>,
+    /// Plain mode: all values concatenated, with their ends.
+    plain: Option<(String, Vec<u32>)>,
 }
 
 impl StrValues {
     fn push(&mut self, value: &str) {
+        if let Some((arena, ends)) = &mut self.plain {
+            arena.push_str(value);
+            ends.push(arena.len() as u32);
+            return;
+        }
         let code = match self.ids.get(value) {
             Some(&code) => code,
             None => {
@@ -40,6 +52,26 @@ impl StrValues {
             }
         };
         self.codes.push(code);
+        if self.codes.len() == INTERN_PROBE_VALUES && self.distinct.len() * 4 > self.codes.len() * 3 {
+            // Mostly distinct: switch to plain storage and stop hashing.
+            let mut arena = String::new();
+            let mut ends = Vec::new();
+            for &c in &self.codes {
+                arena.push_str(self.distinct.get(c as usize).map(|s| &**s).unwrap_or(""));
+                ends.push(arena.len() as u32);
+            }
+            self.plain = Some((arena, ends));
+            self.ids = FxHashMap::default();
+            self.distinct = Vec::new();
+            self.codes = Vec::new();
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.plain {
+            Some((_, ends)) => ends.len(),
+            None => self.codes.len(),
+        }
     }
 }
 
@@ -88,9 +120,13 @@ pub struct SegmentBuilder {
     rest: Vec<u8>,
     rest_ends: Vec<u32>,
     attrs: Vec<ColumnBuilder>,
-    attr_index: HashMap<(AttrScope, String, ValueType), usize>,
-    scopes: HashMap<Vec<u8>, u32>,
+    attr_index: FxHashMap<(AttrScope, ValueType), FxHashMap<Box<str>, usize>>,
+    scopes: FxHashMap<Vec<u8>, u32>,
     scope_list: Vec<Vec<u8>>,
+    /// Segment scope index of (batch address, batch scope index), so a batch's scope is
+    /// encoded once, not once per row.
+    scope_cache: FxHashMap<(usize, usize), u32>,
+    rest_buffer: Writer,
     min_sequence: u64,
     max_sequence: u64,
 }
@@ -123,9 +159,11 @@ impl SegmentBuilder {
             rest: Vec::new(),
             rest_ends: Vec::new(),
             attrs: Vec::new(),
-            attr_index: HashMap::new(),
-            scopes: HashMap::new(),
+            attr_index: FxHashMap::default(),
+            scopes: FxHashMap::default(),
             scope_list: Vec::new(),
+            scope_cache: FxHashMap::default(),
+            rest_buffer: Writer::default(),
             min_sequence: u64::MAX,
             max_sequence: 0,
         }
@@ -166,20 +204,29 @@ impl SegmentBuilder {
             }
             self.status_message.rows.push(index);
         }
-        let mut rest = Writer::with_capacity(64);
+        let mut rest = std::mem::take(&mut self.rest_buffer);
+        rest.buf.clear();
         rest.varint(u64::from(batch.flags(row)));
         rest.len_bytes(batch.trace_state(row).as_bytes());
         let (dropped_attributes, dropped_events, dropped_links) = batch.dropped_counts(row);
         rest.varint(u64::from(dropped_attributes));
         rest.varint(u64::from(dropped_events));
         rest.varint(u64::from(dropped_links));
-        let scope = batch.scope_encoded(row);
-        let scope_index = match self.scopes.get(&scope) {
+        let cache_key = (batch as *const SpanBatch as usize, batch.scope_of(row));
+        let scope_index = match self.scope_cache.get(&cache_key) {
             Some(&i) => i,
             None => {
-                let i = self.scope_list.len() as u32;
-                self.scopes.insert(scope.clone(), i);
-                self.scope_list.push(scope);
+                let scope = batch.scope_encoded(row);
+                let i = match self.scopes.get(&scope) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.scope_list.len() as u32;
+                        self.scopes.insert(scope.clone(), i);
+                        self.scope_list.push(scope);
+                        i
+                    }
+                };
+                self.scope_cache.insert(cache_key, i);
                 i
             }
         };
@@ -193,6 +240,7 @@ impl SegmentBuilder {
         batch.encode_events_and_links(row, start, &mut rest);
         self.rest.extend_from_slice(&rest.buf);
         self.rest_ends.push(self.rest.len() as u32);
+        self.rest_buffer = rest;
     }
 
     fn push_attrs(&mut self, rest: &mut Writer, scope: AttrScope, attrs: Attrs<'_>, row: u32) {
@@ -208,7 +256,8 @@ impl SegmentBuilder {
                 }
             };
             let value_type = typed.value_type();
-            let column_index = match self.attr_index.get(&(scope, key.to_owned(), value_type)) {
+            let by_key = self.attr_index.entry((scope, value_type)).or_default();
+            let column_index = match by_key.get(key) {
                 Some(&i) => i,
                 None => {
                     let i = self.attrs.len();
@@ -226,7 +275,7 @@ impl SegmentBuilder {
                         },
                         values,
                     ));
-                    self.attr_index.insert((scope, key.to_owned(), value_type), i);
+                    by_key.insert(key.into(), i);
                     i
                 }
             };
@@ -539,13 +588,23 @@ fn estimate_distinct(values: &[u64]) -> u64 {
 
 /// Bitmaps per distinct value when there are at most `BITMAP_CARDINALITY_MAX` of them.
 fn value_bitmaps(out: &mut Writer, rows: &[u32], keys: &[u64]) -> Option<(u64, ChunkRef)> {
-    let mut maps: std::collections::BTreeMap<u64, RoaringBitmap> = std::collections::BTreeMap::new();
+    let mut by_key: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
     for (&row, &key) in rows.iter().zip(keys) {
-        if maps.len() >= BITMAP_CARDINALITY_MAX && !maps.contains_key(&key) {
-            return None;
+        match by_key.get_mut(&key) {
+            Some(list) => list.push(row),
+            None => {
+                if by_key.len() >= BITMAP_CARDINALITY_MAX {
+                    return None;
+                }
+                by_key.insert(key, vec![row]);
+            }
         }
-        maps.entry(key).or_default().insert(row);
     }
+    // Rows were pushed in increasing order, so each list is sorted.
+    let maps: std::collections::BTreeMap<u64, RoaringBitmap> = by_key
+        .into_iter()
+        .map(|(key, list)| (key, RoaringBitmap::from_sorted_iter(list).unwrap_or_default()))
+        .collect();
     Some((maps.len() as u64, write_bitmap_chunk(out, &maps)))
 }
 
@@ -623,6 +682,16 @@ fn write_column(out: &mut Writer, column: ColumnBuilder, row_count: usize) -> Co
 }
 
 fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrValues, row_count: usize) -> ColumnMeta {
+    debug_assert_eq!(values.len(), rows.len());
+    if let Some((arena, ends)) = &values.plain {
+        let mut strings = Vec::with_capacity(ends.len());
+        let mut start = 0usize;
+        for &end in ends {
+            strings.push(arena.get(start..end as usize).unwrap_or(""));
+            start = end as usize;
+        }
+        return write_plain_strings(out, kind, rows, &strings, row_count, estimate_distinct_strings(&strings));
+    }
     let distinct = values.distinct.len();
     let use_dictionary = distinct <= BITMAP_CARDINALITY_MAX || distinct * 2 <= rows.len();
     if use_dictionary {
@@ -682,35 +751,58 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
             .iter()
             .map(|&c| values.distinct.get(c as usize).map(|s| &**s).unwrap_or(""))
             .collect();
-        let blocks = write_blocks(out, rows, row_count, |w, range| {
-            encode_strings(w, strings.get(range).unwrap_or_default());
-            (0, 0)
-        });
-        let value_index = Some(write_value_index(out, rows, strings.iter().copied()));
-        ColumnMeta {
-            kind,
-            storage: Storage::Strings,
-            cardinality: distinct as u64,
-            present: rows.len() as u64,
-            dictionary: None,
-            bitmaps: None,
-            value_index,
-            blocks,
-        }
+        write_plain_strings(out, kind, rows, &strings, row_count, distinct as u64)
     }
 }
 
-/// Sorted (hash u64, row u32) pairs, 12 bytes each, stored uncompressed so a lookup
-/// binary-searches the mapped bytes.
+fn estimate_distinct_strings(strings: &[&str]) -> u64 {
+    let step = (strings.len() / 65_536).max(1);
+    let sample: std::collections::HashSet<&str> = strings.iter().step_by(step).copied().collect();
+    (sample.len() * step) as u64
+}
+
+fn write_plain_strings(
+    out: &mut Writer,
+    kind: ColumnKind,
+    rows: &[u32],
+    strings: &[&str],
+    row_count: usize,
+    cardinality: u64,
+) -> ColumnMeta {
+    let blocks = write_blocks(out, rows, row_count, |w, range| {
+        encode_strings(w, strings.get(range).unwrap_or_default());
+        (0, 0)
+    });
+    let value_index = Some(write_value_index(out, rows, strings.iter().copied()));
+    ColumnMeta {
+        kind,
+        storage: Storage::Strings,
+        cardinality,
+        present: rows.len() as u64,
+        dictionary: None,
+        bitmaps: None,
+        value_index,
+        blocks,
+    }
+}
+
+/// Sorted (32-bit hash, row u32) pairs, 8 bytes each, stored uncompressed so a lookup
+/// binary-searches the mapped bytes. Candidates are checked against the stored value,
+/// so a short hash costs only the rare extra check.
 fn write_value_index<'a>(out: &mut Writer, rows: &[u32], values: impl Iterator<Item = &'a str>) -> ChunkRef {
-    let mut entries: Vec<(u64, u32)> = values.zip(rows).map(|(v, &r)| (stable_hash(v.as_bytes()), r)).collect();
+    let mut entries: Vec<(u32, u32)> = values.zip(rows).map(|(v, &r)| (value_hash(v), r)).collect();
     entries.sort_unstable();
-    let mut w = Writer::with_capacity(entries.len() * 12);
+    let mut w = Writer::with_capacity(entries.len() * 8);
     for (hash, row) in entries {
-        w.u64(hash);
+        w.u32(hash);
         w.u32(row);
     }
     write_chunk(out, &w.buf, false)
+}
+
+/// The value index's hash of a string: the top 32 bits of [`stable_hash`].
+pub(crate) fn value_hash(value: &str) -> u32 {
+    (stable_hash(value.as_bytes()) >> 32) as u32
 }
 
 fn write_blobs(out: &mut Writer, bytes: &[u8], ends: &[u32], row_count: usize) -> ColumnMeta {
