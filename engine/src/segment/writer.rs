@@ -180,12 +180,11 @@ impl SegmentBuilder {
         self.max_sequence = self.max_sequence.max(max);
     }
 
-    /// Appends row `row` of `batch`. Rows must be pushed in (trace id, start) order.
+    /// Adds row `row` of `batch`, in any order (`finish` sorts).
     pub fn push(&mut self, batch: &SpanBatch, row: usize) {
         let index = self.row_count;
         self.row_count += 1;
         let trace_id = batch.trace_id(row);
-        debug_assert!(self.trace_ids.last().is_none_or(|last| *last <= trace_id.0));
         self.trace_ids.push(trace_id.0);
         self.span_ids.push(batch.span_id(row).0);
         self.parents.push(batch.parent_span_id(row).map(|p| p.0).unwrap_or_default());
@@ -301,8 +300,58 @@ impl SegmentBuilder {
     }
 
     /// Writes the segment file's bytes for file number `file_number`.
-    pub fn finish(self, file_number: u64) -> Vec<u8> {
+    ///
+    /// Rows are pushed in whatever order they arrive (reading batches front to back
+    /// keeps memory access sequential); here they are sorted by (trace id, start, span
+    /// id, arrival) by permuting the compact column arrays, and the columns are encoded
+    /// on two threads.
+    pub fn finish(mut self, file_number: u64) -> Vec<u8> {
         let rows = self.row_count as usize;
+        let mut order: Vec<u32> = (0..self.row_count).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let key = |i: u32| {
+                let i = i as usize;
+                (
+                    self.trace_ids.get(i).copied().unwrap_or_default(),
+                    self.start.get(i).copied().unwrap_or_default(),
+                    self.span_ids.get(i).copied().unwrap_or_default(),
+                )
+            };
+            key(a).cmp(&key(b)).then(a.cmp(&b))
+        });
+        let mut inverse = vec![0u32; rows];
+        for (new, &old) in order.iter().enumerate() {
+            if let Some(slot) = inverse.get_mut(old as usize) {
+                *slot = new as u32;
+            }
+        }
+        let gather = |v: &[u64]| -> Vec<u64> { order.iter().map(|&i| v.get(i as usize).copied().unwrap_or_default()).collect() };
+        self.trace_ids = order.iter().map(|&i| self.trace_ids.get(i as usize).copied().unwrap_or_default()).collect();
+        self.span_ids = order.iter().map(|&i| self.span_ids.get(i as usize).copied().unwrap_or_default()).collect();
+        self.parents = order.iter().map(|&i| self.parents.get(i as usize).copied().unwrap_or_default()).collect();
+        self.kind = gather(&self.kind);
+        self.start = gather(&self.start);
+        self.duration = gather(&self.duration);
+        self.status = gather(&self.status);
+        let mut rest = Vec::with_capacity(self.rest.len());
+        let mut rest_ends = Vec::with_capacity(rows);
+        for &i in &order {
+            let i = i as usize;
+            let begin = if i == 0 { 0 } else { self.rest_ends.get(i - 1).copied().unwrap_or(0) as usize };
+            let end = self.rest_ends.get(i).copied().unwrap_or(0) as usize;
+            rest.extend_from_slice(self.rest.get(begin..end).unwrap_or_default());
+            rest_ends.push(rest.len() as u32);
+        }
+        self.rest = rest;
+        self.rest_ends = rest_ends;
+        self.name.permute(&inverse);
+        self.status_message.permute(&inverse);
+        for column in &mut self.attrs {
+            column.permute(&inverse);
+        }
+        drop(order);
+        drop(inverse);
+
         let mut out = Writer::with_capacity(rows * 48 + 4096);
         out.bytes(&SEGMENT_MAGIC);
         out.u16(SEGMENT_VERSION);
@@ -310,28 +359,55 @@ impl SegmentBuilder {
         out.u64(file_number);
         debug_assert_eq!(out.buf.len(), SEGMENT_HEADER_SIZE);
         let all_rows: Vec<u32> = (0..self.row_count).collect();
-        let mut columns = Vec::new();
-
-        // Trace ids: zone maps hold the first eight bytes, big-endian, so a lookup
-        // can find its block by range.
-        columns.push(write_fixed(&mut out, Intrinsic::TraceId, &self.trace_ids, rows));
-        columns.push(write_fixed(&mut out, Intrinsic::SpanId, &self.span_ids, rows));
         let (codes, external_rows, external_ids) = parent_codes(&self.trace_ids, &self.span_ids, &self.parents);
-        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::ParentCode), &all_rows, &codes, rows, false));
-        columns.push(write_sparse_fixed(&mut out, Intrinsic::ParentId, &external_rows, &external_ids, rows));
-        columns.push(write_column(&mut out, self.name, rows));
-        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Kind), &all_rows, &self.kind, rows, true));
-        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Start), &all_rows, &self.start, rows, false));
-        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Duration), &all_rows, &self.duration, rows, false));
-        columns.push(write_ints(&mut out, ColumnKind::Intrinsic(Intrinsic::Status), &all_rows, &self.status, rows, true));
-        columns.push(write_column(&mut out, self.status_message, rows));
-        columns.push(write_blobs(&mut out, &self.rest, &self.rest_ends, rows));
-        for column in self.attrs {
-            columns.push(write_column(&mut out, column, rows));
+
+        // Every column encodes into its own buffer; buffers are then laid out in order
+        // and their chunk offsets shifted into place.
+        let SegmentBuilder {
+            trace_ids,
+            span_ids,
+            name,
+            kind,
+            start,
+            duration,
+            status,
+            status_message,
+            rest,
+            rest_ends,
+            attrs,
+            scope_list,
+            min_sequence,
+            max_sequence,
+            ..
+        } = self;
+        let all = &all_rows;
+        let mut jobs: Vec<Job<'_>> = vec![
+            job(|w| write_fixed(w, Intrinsic::TraceId, &trace_ids, rows)),
+            job(|w| write_fixed(w, Intrinsic::SpanId, &span_ids, rows)),
+            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::ParentCode), all, &codes, rows, false)),
+            job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
+            job(move |w| write_column(w, name, rows)),
+            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Kind), all, &kind, rows, true)),
+            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Start), all, &start, rows, false)),
+            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Duration), all, &duration, rows, false)),
+            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Status), all, &status, rows, true)),
+            job(move |w| write_column(w, status_message, rows)),
+            job(|w| write_blobs(w, &rest, &rest_ends, rows)),
+        ];
+        for column in attrs {
+            jobs.push(job(move |w| write_column(w, column, rows)));
+        }
+        let results = run_jobs(jobs);
+        let mut columns = Vec::with_capacity(results.len());
+        for (buffer, mut meta) in results {
+            let base = out.buf.len() as u64;
+            meta.shift(base);
+            out.bytes(&buffer.buf);
+            columns.push(meta);
         }
 
         // Trace bloom filter over distinct trace ids.
-        let mut distinct_traces = self.trace_ids.clone();
+        let mut distinct_traces = trace_ids.clone();
         distinct_traces.dedup();
         let bits = (distinct_traces.len() * BLOOM_BITS_PER_KEY).max(64) as u64;
         let mut bloom = vec![0u8; bits.div_ceil(8) as usize];
@@ -347,18 +423,18 @@ impl SegmentBuilder {
         bloom_bytes.bytes(&bloom);
         let trace_bloom = write_chunk(&mut out, &bloom_bytes.buf, false);
         let mut scopes = Writer::default();
-        scopes.varint(self.scope_list.len() as u64);
-        for s in &self.scope_list {
+        scopes.varint(scope_list.len() as u64);
+        for s in &scope_list {
             scopes.len_bytes(s);
         }
         let scopes = write_chunk(&mut out, &scopes.buf, true);
 
         let directory = Directory {
             row_count: rows as u64,
-            min_start_unix_nano: self.start.iter().copied().min().unwrap_or(0),
-            max_start_unix_nano: self.start.iter().copied().max().unwrap_or(0),
-            min_sequence: if self.min_sequence == u64::MAX { 0 } else { self.min_sequence },
-            max_sequence: self.max_sequence,
+            min_start_unix_nano: start.iter().copied().min().unwrap_or(0),
+            max_start_unix_nano: start.iter().copied().max().unwrap_or(0),
+            min_sequence: if min_sequence == u64::MAX { 0 } else { min_sequence },
+            max_sequence,
             trace_bloom,
             scopes,
             columns,
@@ -371,6 +447,97 @@ impl SegmentBuilder {
         out.u32(crc32fast::hash(&encoded));
         out.bytes(&SEGMENT_MAGIC);
         out.buf
+    }
+}
+
+type Job<'a> = Box<dyn FnOnce() -> (Writer, ColumnMeta) + Send + 'a>;
+
+/// A column-encoding job writing into its own buffer.
+fn job<'a>(encode: impl FnOnce(&mut Writer) -> ColumnMeta + Send + 'a) -> Job<'a> {
+    Box::new(move || {
+        let mut w = Writer::default();
+        let meta = encode(&mut w);
+        (w, meta)
+    })
+}
+
+/// Runs jobs on two threads (this one and one more), returning results in job order.
+fn run_jobs<'a, T: Send>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>) -> Vec<T> {
+    let count = jobs.len();
+    let queue = parking_lot::Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let results = parking_lot::Mutex::new((0..count).map(|_| None).collect::<Vec<Option<T>>>());
+    let work = || loop {
+        // Take from the front so the big intrinsic columns start first.
+        let job = {
+            let mut queue = queue.lock();
+            if queue.is_empty() {
+                None
+            } else {
+                Some(queue.remove(0))
+            }
+        };
+        let Some((index, job)) = job else { break };
+        let result = job();
+        if let Some(slot) = results.lock().get_mut(index) {
+            *slot = Some(result);
+        }
+    };
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(work);
+        work();
+        // A panicking job is a bug; its slot stays empty and is skipped below.
+        let _ = helper.join();
+    });
+    results.into_inner().into_iter().flatten().collect()
+}
+
+impl ColumnMeta {
+    /// Moves every chunk reference by `base` bytes.
+    fn shift(&mut self, base: u64) {
+        for block in &mut self.blocks {
+            block.chunk.offset += base;
+        }
+        for chunk in [&mut self.dictionary, &mut self.bitmaps, &mut self.value_index].into_iter().flatten() {
+            chunk.offset += base;
+        }
+    }
+}
+
+impl ColumnBuilder {
+    /// Renumbers rows through `inverse` (old row to new row) and reorders the values
+    /// to match, so rows stay increasing.
+    fn permute(&mut self, inverse: &[u32]) {
+        let mut pairs: Vec<u64> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(index, &row)| (u64::from(inverse.get(row as usize).copied().unwrap_or(0)) << 32) | index as u64)
+            .collect();
+        pairs.sort_unstable();
+        self.rows = pairs.iter().map(|p| (p >> 32) as u32).collect();
+        let order: Vec<usize> = pairs.iter().map(|p| (p & 0xffff_ffff) as usize).collect();
+        fn reorder<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
+            order.iter().map(|&i| values.get(i).copied().unwrap_or_default()).collect()
+        }
+        match &mut self.values {
+            Values::Int(v) | Values::Double(v) => *v = reorder(v, &order),
+            Values::Bool(v) => *v = reorder(v, &order),
+            Values::Str(strings) => match &mut strings.plain {
+                Some((arena, ends)) => {
+                    let mut new_arena = String::with_capacity(arena.len());
+                    let mut new_ends = Vec::with_capacity(ends.len());
+                    for &i in &order {
+                        let begin = if i == 0 { 0 } else { ends.get(i - 1).copied().unwrap_or(0) as usize };
+                        let end = ends.get(i).copied().unwrap_or(0) as usize;
+                        new_arena.push_str(arena.get(begin..end).unwrap_or(""));
+                        new_ends.push(new_arena.len() as u32);
+                    }
+                    *arena = new_arena;
+                    *ends = new_ends;
+                }
+                None => strings.codes = reorder(&strings.codes, &order),
+            },
+        }
     }
 }
 
@@ -969,28 +1136,13 @@ pub(crate) fn utf8(r: &mut crate::codec::Reader<'_>, what: &str) -> Result<Strin
 /// Builds a segment from batches: rows sorted by (trace id, start, span id), then the
 /// batch order, so the result is deterministic.
 pub fn build_segment(batches: &[&SpanBatch], file_number: u64, sequences: Option<(u64, u64)>) -> Vec<u8> {
-    let mut order: Vec<(u32, u32)> = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
-    for (b, batch) in batches.iter().enumerate() {
-        for row in 0..batch.len() {
-            order.push((b as u32, row as u32));
-        }
-    }
-    let key = |&(b, row): &(u32, u32)| {
-        let batch = batches.get(b as usize);
-        (
-            batch.map(|x| x.trace_id(row as usize)).unwrap_or_default(),
-            batch.map(|x| x.start_unix_nano(row as usize)).unwrap_or_default(),
-            batch.map(|x| x.span_id(row as usize)).unwrap_or_default(),
-        )
-    };
-    order.sort_by_cached_key(|entry| (key(entry), *entry));
     let mut builder = SegmentBuilder::new();
     if let Some((min, max)) = sequences {
         builder.note_sequences(min, max);
     }
-    for (b, row) in order {
-        if let Some(batch) = batches.get(b as usize) {
-            builder.push(batch, row as usize);
+    for batch in batches {
+        for row in 0..batch.len() {
+            builder.push(batch, row);
         }
     }
     builder.finish(file_number)
