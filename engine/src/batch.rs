@@ -13,9 +13,7 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::DecodeError;
-use crate::model::{
-    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId,
-};
+use crate::model::{AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// Deepest nesting of arrays and maps a batch accepts (OTLP sets no limit; protobuf
 /// decoders commonly stop at 100). Checked on decode so recursion stays bounded.
@@ -260,18 +258,13 @@ impl StrCache {
     }
 
     fn get(&self, hash: u64) -> Option<StrRef> {
-        self.slots
-            .get(self.slot(hash))
-            .filter(|(h, r)| *h == hash && r.len != 0)
-            .map(|&(_, r)| r)
+        self.slots.get(self.slot(hash)).filter(|(h, r)| *h == hash && r.len != 0).map(|&(_, r)| r)
     }
 
     fn insert(&mut self, hash: u64, r: StrRef) {
         // Grow (and forget) once the table has seen twice as many strings as it has
         // slots, so a batch of a few spans keeps a small table and a big one a big one.
-        if self.slots.is_empty()
-            || (self.inserted >= 2 * self.slots.len() && self.slots.len() < STR_CACHE_SLOTS_MAX)
-        {
+        if self.slots.is_empty() || (self.inserted >= 2 * self.slots.len() && self.slots.len() < STR_CACHE_SLOTS_MAX) {
             let len = (self.slots.len() * 4).clamp(STR_CACHE_SLOTS_MIN, STR_CACHE_SLOTS_MAX);
             self.slots.clear();
             self.slots.resize(len, (0, StrRef::default()));
@@ -318,11 +311,7 @@ enum Owner {
 }
 
 fn range_of(ends: impl Fn(usize) -> Option<u32>, index: usize) -> std::ops::Range<usize> {
-    let start = if index == 0 {
-        0
-    } else {
-        ends(index - 1).unwrap_or(0) as usize
-    };
+    let start = if index == 0 { 0 } else { ends(index - 1).unwrap_or(0) as usize };
     let end = ends(index).unwrap_or(0) as usize;
     start..end.max(start)
 }
@@ -399,19 +388,13 @@ impl SpanBatch {
         // (see `check_limits`), so a saturated reference never reaches disk.
         let start = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
         self.strings.push_str(text);
-        StrRef {
-            start,
-            len: u32::try_from(text.len()).unwrap_or(u32::MAX),
-        }
+        StrRef { start, len: u32::try_from(text.len()).unwrap_or(u32::MAX) }
     }
 
     fn push_bytes(&mut self, data: &[u8]) -> StrRef {
         let start = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
         self.bytes.extend_from_slice(data);
-        StrRef {
-            start,
-            len: u32::try_from(data.len()).unwrap_or(u32::MAX),
-        }
+        StrRef { start, len: u32::try_from(data.len()).unwrap_or(u32::MAX) }
     }
 
     fn store_value(&mut self, value: ValueRef<'_>) -> Value {
@@ -431,10 +414,7 @@ impl SpanBatch {
                         slot.value = stored;
                     }
                 }
-                Value::Array {
-                    first: first as u32,
-                    len: items.len() as u32,
-                }
+                Value::Array { first: first as u32, len: items.len() as u32 }
             }
             ValueRef::Map(pairs) => {
                 let first = self.nested.len();
@@ -446,10 +426,7 @@ impl SpanBatch {
                         *slot = Attr { key, value: stored };
                     }
                 }
-                Value::Map {
-                    first: first as u32,
-                    len: pairs.len() as u32,
-                }
+                Value::Map { first: first as u32, len: pairs.len() as u32 }
             }
         }
     }
@@ -459,23 +436,11 @@ impl SpanBatch {
         let value = self.store_value(value);
         let attr = Attr { key, value };
         let (list, end) = match owner {
-            Owner::Resource => (
-                &mut self.resource_attrs,
-                self.resources.last_mut().map(|r| &mut r.attrs_end),
-            ),
-            Owner::Scope => (
-                &mut self.scope_attrs,
-                self.scopes.last_mut().map(|r| &mut r.attrs_end),
-            ),
+            Owner::Resource => (&mut self.resource_attrs, self.resources.last_mut().map(|r| &mut r.attrs_end)),
+            Owner::Scope => (&mut self.scope_attrs, self.scopes.last_mut().map(|r| &mut r.attrs_end)),
             Owner::Span => (&mut self.span_attrs, self.spans.attrs_end.last_mut()),
-            Owner::Event => (
-                &mut self.event_attrs,
-                self.events.last_mut().map(|r| &mut r.attrs_end),
-            ),
-            Owner::Link => (
-                &mut self.link_attrs,
-                self.links.last_mut().map(|r| &mut r.attrs_end),
-            ),
+            Owner::Event => (&mut self.event_attrs, self.events.last_mut().map(|r| &mut r.attrs_end)),
+            Owner::Link => (&mut self.link_attrs, self.links.last_mut().map(|r| &mut r.attrs_end)),
         };
         // An attribute pushed before its owner exists has nowhere to go; builders call
         // the `begin_*`/`push_*` methods first, which `debug_assert` checks.
@@ -502,13 +467,7 @@ impl SpanBatch {
     }
 
     /// Starts a new scope under the newest resource (one is created if there is none).
-    pub fn begin_scope(
-        &mut self,
-        name: &str,
-        version: &str,
-        schema_url: &str,
-        dropped_attributes_count: u32,
-    ) {
+    pub fn begin_scope(&mut self, name: &str, version: &str, schema_url: &str, dropped_attributes_count: u32) {
         if self.resources.is_empty() {
             self.begin_resource("", 0);
         }
@@ -544,8 +503,7 @@ impl SpanBatch {
         let s = &mut self.spans;
         s.trace_id.push(fields.trace_id);
         s.span_id.push(fields.span_id);
-        s.parent_span_id
-            .push(fields.parent_span_id.unwrap_or_default());
+        s.parent_span_id.push(fields.parent_span_id.unwrap_or_default());
         s.trace_state.push(trace_state);
         s.name.push(name);
         s.kind.push(fields.kind);
@@ -555,8 +513,7 @@ impl SpanBatch {
         s.status_message.push(status_message);
         s.flags.push(fields.flags);
         s.scope.push(scope);
-        s.dropped_attributes_count
-            .push(fields.dropped_attributes_count);
+        s.dropped_attributes_count.push(fields.dropped_attributes_count);
         s.dropped_events_count.push(fields.dropped_events_count);
         s.dropped_links_count.push(fields.dropped_links_count);
         s.attrs_end.push(self.span_attrs.len() as u32);
@@ -625,22 +582,14 @@ impl SpanBatch {
             let same_resource = previous.is_some_and(|p| p.resource == span.resource);
             let same_scope = same_resource && previous.is_some_and(|p| p.scope == span.scope);
             if !same_resource {
-                batch.begin_resource(
-                    &span.resource.schema_url,
-                    span.resource.dropped_attributes_count,
-                );
+                batch.begin_resource(&span.resource.schema_url, span.resource.dropped_attributes_count);
                 for kv in &span.resource.attributes {
                     batch.resource_attr(&kv.key, (&kv.value).into());
                 }
             }
             if !same_scope {
                 let scope = &span.scope;
-                batch.begin_scope(
-                    &scope.name,
-                    &scope.version,
-                    &scope.schema_url,
-                    scope.dropped_attributes_count,
-                );
+                batch.begin_scope(&scope.name, &scope.version, &scope.schema_url, scope.dropped_attributes_count);
                 for kv in &scope.attributes {
                     batch.scope_attr(&kv.key, (&kv.value).into());
                 }
@@ -673,23 +622,13 @@ impl SpanBatch {
             self.span_attr(&kv.key, (&kv.value).into());
         }
         for event in &span.events {
-            self.push_event(
-                event.time_unix_nano,
-                &event.name,
-                event.dropped_attributes_count,
-            );
+            self.push_event(event.time_unix_nano, &event.name, event.dropped_attributes_count);
             for kv in &event.attributes {
                 self.event_attr(&kv.key, (&kv.value).into());
             }
         }
         for link in &span.links {
-            self.push_link(
-                link.trace_id,
-                link.span_id,
-                &link.trace_state,
-                link.flags,
-                link.dropped_attributes_count,
-            );
+            self.push_link(link.trace_id, link.span_id, &link.trace_state, link.flags, link.dropped_attributes_count);
             for kv in &link.attributes {
                 self.link_attr(&kv.key, (&kv.value).into());
             }
@@ -701,10 +640,7 @@ impl SpanBatch {
     pub fn check_limits(&self) -> Result<(), String> {
         let limit = u32::MAX as usize / 2;
         if self.len() > MAX_SPANS_PER_BATCH {
-            return Err(format!(
-                "{} spans, more than the limit of {MAX_SPANS_PER_BATCH}",
-                self.len()
-            ));
+            return Err(format!("{} spans, more than the limit of {MAX_SPANS_PER_BATCH}", self.len()));
         }
         if self.strings.len() > limit || self.bytes.len() > limit {
             return Err("string or byte data above 2 GiB".into());
@@ -728,17 +664,11 @@ impl SpanBatch {
     }
 
     fn value_ref(&self, value: &Value) -> ValueView<'_> {
-        ValueView {
-            batch: self,
-            value: *value,
-        }
+        ValueView { batch: self, value: *value }
     }
 
     fn attrs_view<'b>(&'b self, list: &'b [Attr], range: std::ops::Range<usize>) -> Attrs<'b> {
-        Attrs {
-            batch: self,
-            attrs: list.get(range).unwrap_or_default(),
-        }
+        Attrs { batch: self, attrs: list.get(range).unwrap_or_default() }
     }
 
     /// Trace id of span `row`.
@@ -758,29 +688,17 @@ impl SpanBatch {
 
     /// Parent span id of span `row`, `None` for a root.
     pub fn parent_span_id(&self, row: usize) -> Option<SpanId> {
-        self.spans
-            .parent_span_id
-            .get(row)
-            .copied()
-            .filter(|id| !id.is_zero())
+        self.spans.parent_span_id.get(row).copied().filter(|id| !id.is_zero())
     }
 
     /// Name of span `row`.
     pub fn name(&self, row: usize) -> &str {
-        self.spans
-            .name
-            .get(row)
-            .map(|&r| self.str_at(r))
-            .unwrap_or_default()
+        self.spans.name.get(row).map(|&r| self.str_at(r)).unwrap_or_default()
     }
 
     /// Trace state of span `row`.
     pub fn trace_state(&self, row: usize) -> &str {
-        self.spans
-            .trace_state
-            .get(row)
-            .map(|&r| self.str_at(r))
-            .unwrap_or_default()
+        self.spans.trace_state.get(row).map(|&r| self.str_at(r)).unwrap_or_default()
     }
 
     /// Kind of span `row`.
@@ -790,11 +708,7 @@ impl SpanBatch {
 
     /// Start of span `row`, ns since the epoch.
     pub fn start_unix_nano(&self, row: usize) -> u64 {
-        self.spans
-            .start_unix_nano
-            .get(row)
-            .copied()
-            .unwrap_or_default()
+        self.spans.start_unix_nano.get(row).copied().unwrap_or_default()
     }
 
     /// The start column.
@@ -814,11 +728,7 @@ impl SpanBatch {
 
     /// Status message of span `row`.
     pub fn status_message(&self, row: usize) -> &str {
-        self.spans
-            .status_message
-            .get(row)
-            .map(|&r| self.str_at(r))
-            .unwrap_or_default()
+        self.spans.status_message.get(row).map(|&r| self.str_at(r)).unwrap_or_default()
     }
 
     /// Flags of span `row`.
@@ -831,10 +741,7 @@ impl SpanBatch {
     }
 
     fn resource_index(&self, row: usize) -> usize {
-        self.scopes
-            .get(self.scope_index(row))
-            .map(|s| s.resource as usize)
-            .unwrap_or_default()
+        self.scopes.get(self.scope_index(row)).map(|s| s.resource as usize).unwrap_or_default()
     }
 
     /// Span attributes of span `row`.
@@ -852,19 +759,13 @@ impl SpanBatch {
 
     /// The service name of span `row` (`service.name` resource attribute), if a string.
     pub fn service(&self, row: usize) -> Option<&str> {
-        self.resource_attributes(row)
-            .get("service.name")
-            .and_then(|v| v.as_str())
+        self.resource_attributes(row).get("service.name").and_then(|v| v.as_str())
     }
 
     /// Materializes span `row` as an owned [`Span`].
     pub fn to_span(&self, row: usize) -> Span {
         let resource_index = self.resource_index(row);
-        let resource_row = self
-            .resources
-            .get(resource_index)
-            .cloned()
-            .unwrap_or_default();
+        let resource_row = self.resources.get(resource_index).cloned().unwrap_or_default();
         let scope_index = self.scope_index(row);
         let scope_row = self.scopes.get(scope_index).cloned().unwrap_or_default();
         let scope_range = range_of(|i| self.scopes.get(i).map(|r| r.attrs_end), scope_index);
@@ -919,26 +820,11 @@ impl SpanBatch {
                 schema_url: self.str_at(scope_row.schema_url).to_owned(),
             },
             attributes: self.span_attributes(row).to_owned(),
-            dropped_attributes_count: self
-                .spans
-                .dropped_attributes_count
-                .get(row)
-                .copied()
-                .unwrap_or_default(),
+            dropped_attributes_count: self.spans.dropped_attributes_count.get(row).copied().unwrap_or_default(),
             events,
-            dropped_events_count: self
-                .spans
-                .dropped_events_count
-                .get(row)
-                .copied()
-                .unwrap_or_default(),
+            dropped_events_count: self.spans.dropped_events_count.get(row).copied().unwrap_or_default(),
             links,
-            dropped_links_count: self
-                .spans
-                .dropped_links_count
-                .get(row)
-                .copied()
-                .unwrap_or_default(),
+            dropped_links_count: self.spans.dropped_links_count.get(row).copied().unwrap_or_default(),
         }
     }
 
@@ -1092,23 +978,17 @@ impl SpanBatch {
         let scope_attrs = decode_attrs(r, "scope attributes")?;
         // Each span takes at least 34 bytes (ids alone), so this bounds the allocation.
         let n = r.count("span count", (r.remaining() / 34).min(MAX_SPANS_PER_BATCH))?;
-        let trace_id: Vec<_> = (0..n)
-            .map(|_| r.fixed::<16>("trace id").map(TraceId))
-            .collect::<Result<_, _>>()?;
-        let span_id: Vec<_> = (0..n)
-            .map(|_| r.fixed::<8>("span id").map(SpanId))
-            .collect::<Result<_, _>>()?;
-        let parent_span_id: Vec<_> = (0..n)
-            .map(|_| r.fixed::<8>("parent span id").map(SpanId))
-            .collect::<Result<_, _>>()?;
+        let trace_id: Vec<_> = (0..n).map(|_| r.fixed::<16>("trace id").map(TraceId)).collect::<Result<_, _>>()?;
+        let span_id: Vec<_> = (0..n).map(|_| r.fixed::<8>("span id").map(SpanId)).collect::<Result<_, _>>()?;
+        let parent_span_id: Vec<_> =
+            (0..n).map(|_| r.fixed::<8>("parent span id").map(SpanId)).collect::<Result<_, _>>()?;
         let trace_state: Vec<_> = (0..n).map(|_| get_ref(r)).collect::<Result<_, _>>()?;
         let name: Vec<_> = (0..n).map(|_| get_ref(r)).collect::<Result<_, _>>()?;
         let kind: Vec<_> = (0..n)
             .map(|_| {
                 let at = r.position();
                 let code = r.u8("span kind")?;
-                SpanKind::from_code(code)
-                    .ok_or_else(|| DecodeError::new(at, format!("span kind {code} is not 0..=5")))
+                SpanKind::from_code(code).ok_or_else(|| DecodeError::new(at, format!("span kind {code} is not 0..=5")))
             })
             .collect::<Result<_, _>>()?;
         let mut previous = 0u64;
@@ -1119,9 +999,7 @@ impl SpanBatch {
                 Ok(previous)
             })
             .collect::<Result<_, DecodeError>>()?;
-        let duration_ns: Vec<_> = (0..n)
-            .map(|_| r.varint("duration"))
-            .collect::<Result<_, _>>()?;
+        let duration_ns: Vec<_> = (0..n).map(|_| r.varint("duration")).collect::<Result<_, _>>()?;
         let status_code: Vec<_> = (0..n)
             .map(|_| {
                 let at = r.position();
@@ -1131,11 +1009,7 @@ impl SpanBatch {
             })
             .collect::<Result<_, _>>()?;
         let status_message: Vec<_> = (0..n).map(|_| get_ref(r)).collect::<Result<_, _>>()?;
-        let mut u32_column = |what: &str| {
-            (0..n)
-                .map(|_| r.varint_u32(what))
-                .collect::<Result<Vec<u32>, _>>()
-        };
+        let mut u32_column = |what: &str| (0..n).map(|_| r.varint_u32(what)).collect::<Result<Vec<u32>, _>>();
         let flags = u32_column("flags")?;
         let scope = u32_column("span scope")?;
         let dropped_attributes_count = u32_column("dropped attributes")?;
@@ -1206,9 +1080,7 @@ impl SpanBatch {
             link_attrs,
             cache: StrCache::default(),
         };
-        batch
-            .validate()
-            .map_err(|reason| DecodeError::new(buf.len(), reason))?;
+        batch.validate().map_err(|reason| DecodeError::new(buf.len(), reason))?;
         Ok(batch)
     }
 
@@ -1216,10 +1088,7 @@ impl SpanBatch {
     /// boundaries, ends monotone and inside their lists, indexes in range, nested values
     /// pointing forward, claimed once and no deeper than [`MAX_NESTING_DEPTH`].
     pub fn validate(&self) -> Result<(), String> {
-        let check_ends = |what: &str,
-                          ends: &mut dyn Iterator<Item = u32>,
-                          list_len: usize|
-         -> Result<(), String> {
+        let check_ends = |what: &str, ends: &mut dyn Iterator<Item = u32>, list_len: usize| -> Result<(), String> {
             let mut previous = 0u32;
             for end in ends {
                 if end < previous || end as usize > list_len {
@@ -1251,100 +1120,36 @@ impl SpanBatch {
             ("link ends", s.links_end.len()),
         ] {
             if len != n {
-                return Err(format!(
-                    "span column {what} has {len} entries, expected {n}"
-                ));
+                return Err(format!("span column {what} has {len} entries, expected {n}"));
             }
         }
-        check_ends(
-            "resource attributes",
-            &mut self.resources.iter().map(|r| r.attrs_end),
-            self.resource_attrs.len(),
-        )?;
-        check_ends(
-            "scope attributes",
-            &mut self.scopes.iter().map(|r| r.attrs_end),
-            self.scope_attrs.len(),
-        )?;
-        check_ends(
-            "span attributes",
-            &mut s.attrs_end.iter().copied(),
-            self.span_attrs.len(),
-        )?;
-        check_ends(
-            "span events",
-            &mut s.events_end.iter().copied(),
-            self.events.len(),
-        )?;
-        check_ends(
-            "span links",
-            &mut s.links_end.iter().copied(),
-            self.links.len(),
-        )?;
-        check_ends(
-            "event attributes",
-            &mut self.events.iter().map(|r| r.attrs_end),
-            self.event_attrs.len(),
-        )?;
-        check_ends(
-            "link attributes",
-            &mut self.links.iter().map(|r| r.attrs_end),
-            self.link_attrs.len(),
-        )?;
+        check_ends("resource attributes", &mut self.resources.iter().map(|r| r.attrs_end), self.resource_attrs.len())?;
+        check_ends("scope attributes", &mut self.scopes.iter().map(|r| r.attrs_end), self.scope_attrs.len())?;
+        check_ends("span attributes", &mut s.attrs_end.iter().copied(), self.span_attrs.len())?;
+        check_ends("span events", &mut s.events_end.iter().copied(), self.events.len())?;
+        check_ends("span links", &mut s.links_end.iter().copied(), self.links.len())?;
+        check_ends("event attributes", &mut self.events.iter().map(|r| r.attrs_end), self.event_attrs.len())?;
+        check_ends("link attributes", &mut self.links.iter().map(|r| r.attrs_end), self.link_attrs.len())?;
         // Every attribute of every list must be reachable from its owner, so the last
         // owner must end exactly at the list's end.
         for (what, last, len) in [
-            (
-                "resource attributes",
-                self.resources.last().map(|r| r.attrs_end),
-                self.resource_attrs.len(),
-            ),
-            (
-                "scope attributes",
-                self.scopes.last().map(|r| r.attrs_end),
-                self.scope_attrs.len(),
-            ),
-            (
-                "span attributes",
-                s.attrs_end.last().copied(),
-                self.span_attrs.len(),
-            ),
+            ("resource attributes", self.resources.last().map(|r| r.attrs_end), self.resource_attrs.len()),
+            ("scope attributes", self.scopes.last().map(|r| r.attrs_end), self.scope_attrs.len()),
+            ("span attributes", s.attrs_end.last().copied(), self.span_attrs.len()),
             ("events", s.events_end.last().copied(), self.events.len()),
             ("links", s.links_end.last().copied(), self.links.len()),
-            (
-                "event attributes",
-                self.events.last().map(|r| r.attrs_end),
-                self.event_attrs.len(),
-            ),
-            (
-                "link attributes",
-                self.links.last().map(|r| r.attrs_end),
-                self.link_attrs.len(),
-            ),
+            ("event attributes", self.events.last().map(|r| r.attrs_end), self.event_attrs.len()),
+            ("link attributes", self.links.last().map(|r| r.attrs_end), self.link_attrs.len()),
         ] {
             if last.unwrap_or(0) as usize != len {
-                return Err(format!(
-                    "{what}: {len} entries but owners cover {}",
-                    last.unwrap_or(0)
-                ));
+                return Err(format!("{what}: {len} entries but owners cover {}", last.unwrap_or(0)));
             }
         }
-        if let Some(bad) = self
-            .scopes
-            .iter()
-            .find(|sc| sc.resource as usize >= self.resources.len())
-        {
-            return Err(format!(
-                "scope points at resource {} of {}",
-                bad.resource,
-                self.resources.len()
-            ));
+        if let Some(bad) = self.scopes.iter().find(|sc| sc.resource as usize >= self.resources.len()) {
+            return Err(format!("scope points at resource {} of {}", bad.resource, self.resources.len()));
         }
         if let Some(bad) = s.scope.iter().find(|&&sc| sc as usize >= self.scopes.len()) {
-            return Err(format!(
-                "span points at scope {bad} of {}",
-                self.scopes.len()
-            ));
+            return Err(format!("span points at scope {bad} of {}", self.scopes.len()));
         }
         let check_str = |r: StrRef| -> Result<(), String> {
             if self.strings.get(r.range()).is_none() {
@@ -1411,10 +1216,7 @@ impl SpanBatch {
         match *value {
             Value::Str(r) => {
                 if self.strings.get(r.range()).is_none() {
-                    return Err(format!(
-                        "string {}+{} outside the arena or off a char boundary",
-                        r.start, r.len
-                    ));
+                    return Err(format!("string {}+{} outside the arena or off a char boundary", r.start, r.len));
                 }
                 Ok(())
             }
@@ -1433,13 +1235,9 @@ impl SpanBatch {
                     return Err(format!("values nested deeper than {MAX_NESTING_DEPTH}"));
                 }
                 let nested_count = depth.len();
-                let end = first
-                    .checked_add(len as usize)
-                    .filter(|&end| end <= nested_count);
+                let end = first.checked_add(len as usize).filter(|&end| end <= nested_count);
                 let Some(slots) = end.and_then(|end| depth.get_mut(first..end)) else {
-                    return Err(format!(
-                        "nested range {first}+{len} past {nested_count} entries"
-                    ));
+                    return Err(format!("nested range {first}+{len} past {nested_count} entries"));
                 };
                 for slot in slots {
                     if *slot != 0 {
@@ -1544,10 +1342,7 @@ fn put_ref(w: &mut Writer, r: StrRef) {
 }
 
 fn get_ref(r: &mut Reader<'_>) -> Result<StrRef, DecodeError> {
-    Ok(StrRef {
-        start: r.varint_u32("string offset")?,
-        len: r.varint_u32("string length")?,
-    })
+    Ok(StrRef { start: r.varint_u32("string offset")?, len: r.varint_u32("string length")? })
 }
 
 const TAG_EMPTY: u8 = 0;
@@ -1612,20 +1407,9 @@ fn decode_attrs(r: &mut Reader<'_>, what: &str) -> Result<Vec<Attr>, DecodeError
             TAG_BOOL_FALSE => Value::Bool(false),
             TAG_BOOL_TRUE => Value::Bool(true),
             TAG_BYTES => Value::Bytes(get_ref(r)?),
-            TAG_ARRAY => Value::Array {
-                first: r.varint_u32("array start")?,
-                len: r.varint_u32("array length")?,
-            },
-            TAG_MAP => Value::Map {
-                first: r.varint_u32("map start")?,
-                len: r.varint_u32("map length")?,
-            },
-            tag => {
-                return Err(DecodeError::new(
-                    at,
-                    format!("{what}: unknown value tag {tag}"),
-                ))
-            }
+            TAG_ARRAY => Value::Array { first: r.varint_u32("array start")?, len: r.varint_u32("array length")? },
+            TAG_MAP => Value::Map { first: r.varint_u32("map start")?, len: r.varint_u32("map length")? },
+            tag => return Err(DecodeError::new(at, format!("{what}: unknown value tag {tag}"))),
         };
         attrs.push(Attr { key, value });
     }
@@ -1653,28 +1437,18 @@ impl<'b> Attrs<'b> {
     /// The pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&'b str, ValueView<'b>)> + 'b {
         let batch = self.batch;
-        self.attrs
-            .iter()
-            .map(move |a| (batch.str_at(a.key), batch.value_ref(&a.value)))
+        self.attrs.iter().map(move |a| (batch.str_at(a.key), batch.value_ref(&a.value)))
     }
 
     /// The value of the first attribute named `key`.
     pub fn get(&self, key: &str) -> Option<ValueView<'b>> {
         let batch = self.batch;
-        self.attrs
-            .iter()
-            .find(|a| batch.str_at(a.key) == key)
-            .map(|a| batch.value_ref(&a.value))
+        self.attrs.iter().find(|a| batch.str_at(a.key) == key).map(|a| batch.value_ref(&a.value))
     }
 
     /// Owned copies of the pairs.
     pub fn to_owned(&self) -> Vec<KeyValue> {
-        self.iter()
-            .map(|(key, value)| KeyValue {
-                key: key.to_owned(),
-                value: value.to_any(),
-            })
-            .collect()
+        self.iter().map(|(key, value)| KeyValue { key: key.to_owned(), value: value.to_any() }).collect()
     }
 }
 
@@ -1732,10 +1506,7 @@ impl<'b> ValueView<'b> {
         }
         let nested = |first: u32, len: u32| -> &'b [Attr] {
             let first = first as usize;
-            batch
-                .nested
-                .get(first..first + len as usize)
-                .unwrap_or_default()
+            batch.nested.get(first..first + len as usize).unwrap_or_default()
         };
         match self.value {
             Value::Empty => AnyValue::Empty,
@@ -1745,10 +1516,7 @@ impl<'b> ValueView<'b> {
             Value::Bool(b) => AnyValue::Bool(b),
             Value::Bytes(r) => AnyValue::Bytes(batch.bytes_at(r).to_vec()),
             Value::Array { first, len } => AnyValue::Array(
-                nested(first, len)
-                    .iter()
-                    .map(|a| batch.value_ref(&a.value).to_any_at_depth(depth + 1))
-                    .collect(),
+                nested(first, len).iter().map(|a| batch.value_ref(&a.value).to_any_at_depth(depth + 1)).collect(),
             ),
             Value::Map { first, len } => AnyValue::Map(
                 nested(first, len)
@@ -1783,20 +1551,14 @@ pub(crate) mod tests {
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(AnyValue::Array),
-                proptest::collection::vec(
-                    ("[a-z.]{0,6}", inner).prop_map(|(k, v)| KeyValue::new(k, v)),
-                    0..4
-                )
-                .prop_map(AnyValue::Map),
+                proptest::collection::vec(("[a-z.]{0,6}", inner).prop_map(|(k, v)| KeyValue::new(k, v)), 0..4)
+                    .prop_map(AnyValue::Map),
             ]
         })
     }
 
     pub(crate) fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
-        proptest::collection::vec(
-            ("[a-z._]{0,10}", any_value()).prop_map(|(k, v)| KeyValue::new(k, v)),
-            0..4,
-        )
+        proptest::collection::vec(("[a-z._]{0,10}", any_value()).prop_map(|(k, v)| KeyValue::new(k, v)), 0..4)
     }
 
     fn trace_id() -> impl Strategy<Value = TraceId> {
@@ -1808,13 +1570,11 @@ pub(crate) mod tests {
     }
 
     fn resource() -> impl Strategy<Value = Resource> {
-        (attributes(), any::<u32>(), ".{0,5}").prop_map(
-            |(attributes, dropped_attributes_count, schema_url)| Resource {
-                attributes,
-                dropped_attributes_count,
-                schema_url,
-            },
-        )
+        (attributes(), any::<u32>(), ".{0,5}").prop_map(|(attributes, dropped_attributes_count, schema_url)| Resource {
+            attributes,
+            dropped_attributes_count,
+            schema_url,
+        })
     }
 
     fn scope() -> impl Strategy<Value = Scope> {
@@ -1841,26 +1601,16 @@ pub(crate) mod tests {
     }
 
     fn link() -> impl Strategy<Value = Link> {
-        (
-            trace_id(),
-            span_id(),
-            ".{0,8}",
-            attributes(),
-            any::<u32>(),
-            any::<u32>(),
+        (trace_id(), span_id(), ".{0,8}", attributes(), any::<u32>(), any::<u32>()).prop_map(
+            |(trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags)| Link {
+                trace_id,
+                span_id,
+                trace_state,
+                attributes,
+                dropped_attributes_count,
+                flags,
+            },
         )
-            .prop_map(
-                |(trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags)| {
-                    Link {
-                        trace_id,
-                        span_id,
-                        trace_state,
-                        attributes,
-                        dropped_attributes_count,
-                        flags,
-                    }
-                },
-            )
     }
 
     /// Arbitrary spans covering every field of the model.
@@ -1869,20 +1619,9 @@ pub(crate) mod tests {
             (
                 trace_id(),
                 span_id(),
-                proptest::option::of(
-                    span_id().prop_filter("zero id means none", |id| !id.is_zero()),
-                ),
+                proptest::option::of(span_id().prop_filter("zero id means none", |id| !id.is_zero())),
             ),
-            (
-                ".{0,8}",
-                ".{0,12}",
-                0u8..6,
-                any::<u64>(),
-                any::<u64>(),
-                0u8..3,
-                ".{0,8}",
-                any::<u32>(),
-            ),
+            (".{0,8}", ".{0,12}", 0u8..6, any::<u64>(), any::<u64>(), 0u8..3, ".{0,8}", any::<u32>()),
             (resource(), scope(), attributes(), any::<u32>()),
             (
                 proptest::collection::vec(event(), 0..3),
@@ -1893,16 +1632,7 @@ pub(crate) mod tests {
         )
             .prop_map(|(ids, fields, context, children)| {
                 let (trace_id, span_id, parent_span_id) = ids;
-                let (
-                    trace_state,
-                    name,
-                    kind,
-                    start_unix_nano,
-                    duration_ns,
-                    status,
-                    status_message,
-                    flags,
-                ) = fields;
+                let (trace_state, name, kind, start_unix_nano, duration_ns, status, status_message, flags) = fields;
                 let (resource, scope, attributes, dropped_attributes_count) = context;
                 let (events, dropped_events_count, links, dropped_links_count) = children;
                 Span {
@@ -1997,10 +1727,7 @@ pub(crate) mod tests {
         for _ in 0..MAX_NESTING_DEPTH + 1 {
             value = AnyValue::Array(vec![value]);
         }
-        let span = Span {
-            attributes: vec![KeyValue::new("deep", value)],
-            ..Span::default()
-        };
+        let span = Span { attributes: vec![KeyValue::new("deep", value)], ..Span::default() };
         let batch = SpanBatch::from_spans([&span]);
         let err = batch.validate().unwrap_err();
         assert!(err.contains("nested deeper"), "{err}");
@@ -2012,10 +1739,7 @@ pub(crate) mod tests {
     #[test]
     fn a_cycle_in_nested_values_is_refused() {
         let span = Span {
-            attributes: vec![KeyValue::new(
-                "a",
-                AnyValue::Array(vec![AnyValue::Array(vec![])]),
-            )],
+            attributes: vec![KeyValue::new("a", AnyValue::Array(vec![AnyValue::Array(vec![])]))],
             ..Span::default()
         };
         let mut batch = SpanBatch::from_spans([&span]);

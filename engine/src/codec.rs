@@ -16,9 +16,7 @@ pub struct Writer {
 impl Writer {
     /// An empty writer with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(capacity),
-        }
+        Writer { buf: Vec::with_capacity(capacity) }
     }
 
     /// One byte.
@@ -115,16 +113,8 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(len)
             .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                self.error(format!(
-                    "{what}: needs {len} bytes, only {} left",
-                    self.remaining()
-                ))
-            })?;
-        let bytes = self
-            .buf
-            .get(self.pos..end)
-            .ok_or_else(|| self.error(format!("{what}: out of bounds")))?;
+            .ok_or_else(|| self.error(format!("{what}: needs {len} bytes, only {} left", self.remaining())))?;
+        let bytes = self.buf.get(self.pos..end).ok_or_else(|| self.error(format!("{what}: out of bounds")))?;
         self.pos = end;
         Ok(bytes)
     }
@@ -173,26 +163,21 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let mut value: u64 = 0;
         for shift in (0..70).step_by(7) {
-            let byte = *self.buf.get(self.pos).ok_or_else(|| {
-                DecodeError::new(start, format!("{what}: varint runs past the end"))
-            })?;
+            let byte = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| DecodeError::new(start, format!("{what}: varint runs past the end")))?;
             self.pos += 1;
             let low = u64::from(byte & 0x7f);
             if shift == 63 && low > 1 {
-                return Err(DecodeError::new(
-                    start,
-                    format!("{what}: varint overflows u64"),
-                ));
+                return Err(DecodeError::new(start, format!("{what}: varint overflows u64")));
             }
             value |= low << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(DecodeError::new(
-            start,
-            format!("{what}: varint longer than 10 bytes"),
-        ))
+        Err(DecodeError::new(start, format!("{what}: varint longer than 10 bytes")))
     }
 
     /// Zig-zag signed LEB128.
@@ -207,9 +192,7 @@ impl<'a> Reader<'a> {
     pub fn varint_u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         let start = self.pos;
         let value = self.varint(what)?;
-        u32::try_from(value).map_err(|_| {
-            DecodeError::new(start, format!("{what}: {value} does not fit in 32 bits"))
-        })
+        u32::try_from(value).map_err(|_| DecodeError::new(start, format!("{what}: {value} does not fit in 32 bits")))
     }
 
     /// A varint count that must not exceed `max` (a stated maximum, checked before use).
@@ -220,9 +203,7 @@ impl<'a> Reader<'a> {
         usize::try_from(value)
             .ok()
             .filter(|&count| count <= max)
-            .ok_or_else(|| {
-                DecodeError::new(start, format!("{what}: {value} exceeds the limit of {max}"))
-            })
+            .ok_or_else(|| DecodeError::new(start, format!("{what}: {value} exceeds the limit of {max}")))
     }
 
     /// Length-prefixed bytes.
@@ -279,10 +260,7 @@ mod tests {
         let err = Reader::new(&bytes).varint("count").unwrap_err();
         assert!(err.reason.contains("overflows"), "{err}");
         let err = Reader::new(&[0x80]).varint("count").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "at byte 0: count: varint runs past the end"
-        );
+        assert_eq!(err.to_string(), "at byte 0: count: varint runs past the end");
     }
 
     #[test]
@@ -290,9 +268,6 @@ mod tests {
         let mut writer = Writer::default();
         writer.varint(1000);
         let err = Reader::new(&writer.buf).count("spans", 10).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "at byte 0: spans: 1000 exceeds the limit of 10"
-        );
+        assert_eq!(err.to_string(), "at byte 0: spans: 1000 exceeds the limit of 10");
     }
 }

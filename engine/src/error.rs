@@ -44,10 +44,7 @@ pub struct DecodeError {
 impl DecodeError {
     /// A decode error at `offset`.
     pub fn new(offset: usize, reason: impl Into<String>) -> Self {
-        DecodeError {
-            offset: offset as u64,
-            reason: reason.into(),
-        }
+        DecodeError { offset: offset as u64, reason: reason.into() }
     }
 }
 
@@ -124,30 +121,18 @@ pub enum EngineError {
 impl EngineError {
     /// Wraps an I/O error with the path and operation.
     pub fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
-        EngineError::Io {
-            path: path.into(),
-            op,
-            source,
-        }
+        EngineError::Io { path: path.into(), op, source }
     }
 
     /// A corruption error at an absolute file offset.
     pub fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        EngineError::Corrupt {
-            path: path.into(),
-            offset,
-            reason: reason.into(),
-        }
+        EngineError::Corrupt { path: path.into(), offset, reason: reason.into() }
     }
 
     /// Turns a buffer-relative decode error into a file error, given where the buffer
     /// starts in the file.
     pub fn from_decode(path: impl Into<PathBuf>, base_offset: u64, err: DecodeError) -> Self {
-        EngineError::Corrupt {
-            path: path.into(),
-            offset: base_offset.saturating_add(err.offset),
-            reason: err.reason,
-        }
+        EngineError::Corrupt { path: path.into(), offset: base_offset.saturating_add(err.offset), reason: err.reason }
     }
 }
 

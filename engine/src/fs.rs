@@ -68,8 +68,7 @@ pub trait Fs: Send + Sync + 'static {
 
 /// Reads a whole file through an [`Fs`].
 pub fn read_all(file: &dyn ReadFile) -> io::Result<Vec<u8>> {
-    let len =
-        usize::try_from(file.len()?).map_err(|_| io::Error::other("file larger than memory"))?;
+    let len = usize::try_from(file.len()?).map_err(|_| io::Error::other("file larger than memory"))?;
     let mut buf = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
@@ -126,10 +125,7 @@ impl Fs for RealFs {
         dir.is_dir()
     }
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WriteFile>> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().append(true).create_new(true).open(path)?;
         Ok(Arc::new(RealWriteFile(file)))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadFile>> {
@@ -160,12 +156,7 @@ impl Fs for RealFs {
         File::open(dir)?.sync_all()
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(RealLock(file)))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -226,10 +217,7 @@ fn split(path: &Path) -> io::Result<(PathBuf, String)> {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
 }
 
 struct MemWriteFile(Arc<MemFile>);
@@ -251,9 +239,7 @@ struct MemReadFile(Arc<MemFile>);
 impl ReadFile for MemReadFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let inner = self.0.inner.lock();
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(inner.data.len());
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(inner.data.len());
         let available = inner.data.get(start..).unwrap_or_default();
         let n = available.len().min(buf.len());
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), available.get(..n)) {
@@ -302,28 +288,12 @@ impl MemFs {
                     let keep = keep_unsynced(unsynced.len()).min(unsynced.len());
                     data.extend_from_slice(unsynced.get(..keep).unwrap_or_default());
                 }
-                let file = MemFile {
-                    inner: Mutex::new(MemFileData {
-                        durable: data.clone(),
-                        data,
-                    }),
-                };
+                let file = MemFile { inner: Mutex::new(MemFileData { durable: data.clone(), data }) };
                 entries.insert(name.clone(), Arc::new(file));
             }
-            dirs.insert(
-                path.clone(),
-                MemDir {
-                    durable: entries.clone(),
-                    entries,
-                },
-            );
+            dirs.insert(path.clone(), MemDir { durable: entries.clone(), entries });
         }
-        MemFs {
-            state: Arc::new(Mutex::new(MemState {
-                dirs,
-                locks: HashSet::new(),
-            })),
-        }
+        MemFs { state: Arc::new(Mutex::new(MemState { dirs, locks: HashSet::new() })) }
     }
 
     /// Flips one bit of a file's current (and durable) contents, for damage tests.
@@ -331,12 +301,10 @@ impl MemFs {
         let file = self.file(path)?;
         let mut inner = file.inner.lock();
         let len = inner.data.len();
-        let byte = inner.data.get_mut(byte_offset).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("offset {byte_offset} past {len}"),
-            )
-        })?;
+        let byte = inner
+            .data
+            .get_mut(byte_offset)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("offset {byte_offset} past {len}")))?;
         *byte ^= 1 << (bit % 8);
         inner.durable = inner.data.clone();
         Ok(())
@@ -350,12 +318,7 @@ impl MemFs {
     fn file(&self, path: &Path) -> io::Result<Arc<MemFile>> {
         let (parent, name) = split(path)?;
         let state = self.state.lock();
-        state
-            .dirs
-            .get(&parent)
-            .and_then(|dir| dir.entries.get(&name))
-            .cloned()
-            .ok_or_else(|| not_found(path))
+        state.dirs.get(&parent).and_then(|dir| dir.entries.get(&name)).cloned().ok_or_else(|| not_found(path))
     }
 }
 
@@ -373,15 +336,9 @@ impl Fs for MemFs {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn WriteFile>> {
         let (parent, name) = split(path)?;
         let mut state = self.state.lock();
-        let dir = state
-            .dirs
-            .get_mut(&parent)
-            .ok_or_else(|| not_found(&parent))?;
+        let dir = state.dirs.get_mut(&parent).ok_or_else(|| not_found(&parent))?;
         if dir.entries.contains_key(&name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
         let file = Arc::new(MemFile::default());
         dir.entries.insert(name, file.clone());
@@ -404,22 +361,14 @@ impl Fs for MemFs {
             .get_mut(&from_parent)
             .and_then(|dir| dir.entries.remove(&from_name))
             .ok_or_else(|| not_found(from))?;
-        let dir = state
-            .dirs
-            .get_mut(&to_parent)
-            .ok_or_else(|| not_found(&to_parent))?;
+        let dir = state.dirs.get_mut(&to_parent).ok_or_else(|| not_found(&to_parent))?;
         dir.entries.insert(to_name, file);
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let (parent, name) = split(path)?;
         let mut state = self.state.lock();
-        state
-            .dirs
-            .get_mut(&parent)
-            .and_then(|dir| dir.entries.remove(&name))
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+        state.dirs.get_mut(&parent).and_then(|dir| dir.entries.remove(&name)).map(|_| ()).ok_or_else(|| not_found(path))
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let file = self.file(path)?;
@@ -440,10 +389,7 @@ impl Fs for MemFs {
         if !state.locks.insert(path.to_path_buf()) {
             return Ok(None);
         }
-        Ok(Some(Box::new(MemLock {
-            state: self.state.clone(),
-            path: path.to_path_buf(),
-        })))
+        Ok(Some(Box::new(MemLock { state: self.state.clone(), path: path.to_path_buf() })))
     }
     fn map_sealed(&self, path: &Path) -> io::Result<Arc<dyn crate::mmap::FileBytes>> {
         Ok(Arc::new(self.contents(path)?))

@@ -23,8 +23,6 @@ pub mod verify;
 pub use batch::{SpanBatch, SpanFields, ValueRef};
 pub use error::{EngineError, Result};
 pub use log::writer::SyncPolicy;
-pub use model::{
-    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId,
-};
+pub use model::{AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use snapshot::Snapshot;
 pub use store::{AppendReceipt, Options, RecoveryReport, Store};

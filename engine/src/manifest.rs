@@ -97,11 +97,7 @@ impl Manifest {
         let mut r = Reader::new(bytes);
         let magic = r.fixed::<4>("manifest magic").map_err(corrupt)?;
         if magic != MANIFEST_MAGIC {
-            return Err(EngineError::corrupt(
-                path,
-                0,
-                format!("bad magic {magic:02x?}, expected \"SSMF\""),
-            ));
+            return Err(EngineError::corrupt(path, 0, format!("bad magic {magic:02x?}, expected \"SSMF\"")));
         }
         let version = r.u16("manifest version").map_err(corrupt)?;
         if version == 0 || version > MANIFEST_VERSION {
@@ -113,26 +109,18 @@ impl Manifest {
         }
         let _reserved = r.u16("manifest header").map_err(corrupt)?;
         let body_len = r.u32("manifest body length").map_err(corrupt)? as usize;
-        if body_len > MAX_MANIFEST_BYTES || body_len.saturating_add(HEADER_SIZE + 4) != bytes.len()
-        {
+        if body_len > MAX_MANIFEST_BYTES || body_len.saturating_add(HEADER_SIZE + 4) != bytes.len() {
             return Err(EngineError::corrupt(
                 path,
                 8,
-                format!(
-                    "body length {body_len} does not match a file of {} bytes",
-                    bytes.len()
-                ),
+                format!("body length {body_len} does not match a file of {} bytes", bytes.len()),
             ));
         }
         let covered = bytes.get(..HEADER_SIZE + body_len).unwrap_or_default();
         let body = r.take(body_len, "manifest body").map_err(corrupt)?;
         let crc = r.u32("manifest checksum").map_err(corrupt)?;
         if crc32fast::hash(covered) != crc {
-            return Err(EngineError::corrupt(
-                path,
-                (HEADER_SIZE + body_len) as u64,
-                "manifest checksum mismatch",
-            ));
+            return Err(EngineError::corrupt(path, (HEADER_SIZE + body_len) as u64, "manifest checksum mismatch"));
         }
         let body_error = |e: DecodeError| EngineError::from_decode(path, HEADER_SIZE as u64, e);
         let mut r = Reader::new(body);
@@ -140,9 +128,7 @@ impl Manifest {
         let next_file_number = r.u64("next file number").map_err(body_error)?;
         let log_floor = r.u64("log floor").map_err(body_error)?;
         let sealed_sequence = r.u64("sealed sequence").map_err(body_error)?;
-        let count = r
-            .count("segment count", r.remaining() / 32)
-            .map_err(body_error)?;
+        let count = r.count("segment count", r.remaining() / 32).map_err(body_error)?;
         let mut segments = Vec::with_capacity(count);
         for _ in 0..count {
             segments.push(SegmentEntry {
@@ -155,13 +141,7 @@ impl Manifest {
             });
         }
         r.finish("manifest body").map_err(body_error)?;
-        Ok(Manifest {
-            number,
-            next_file_number,
-            log_floor,
-            sealed_sequence,
-            segments,
-        })
+        Ok(Manifest { number, next_file_number, log_floor, sealed_sequence, segments })
     }
 }
 
@@ -178,19 +158,15 @@ pub struct Loaded {
 
 /// Finds the newest manifest that reads back whole; damaged newer ones are reported.
 pub fn load(fs: &dyn Fs, dir: &Path, names: &[String]) -> Loaded {
-    let mut files: Vec<(u64, PathBuf)> = names
-        .iter()
-        .filter_map(|name| parse_manifest_file_name(name).map(|n| (n, dir.join(name))))
-        .collect();
+    let mut files: Vec<(u64, PathBuf)> =
+        names.iter().filter_map(|name| parse_manifest_file_name(name).map(|n| (n, dir.join(name)))).collect();
     files.sort();
     let mut loaded = Loaded::default();
     for (_, path) in files.iter().rev() {
         let bytes = match fs.open(path).and_then(|f| read_all(f.as_ref())) {
             Ok(bytes) => bytes,
             Err(e) => {
-                loaded
-                    .damaged
-                    .push(EngineError::io(path, "read manifest", e));
+                loaded.damaged.push(EngineError::io(path, "read manifest", e));
                 continue;
             }
         };
@@ -208,27 +184,16 @@ pub fn load(fs: &dyn Fs, dir: &Path, names: &[String]) -> Loaded {
 
 /// Writes `manifest` atomically as version `manifest.number`: temporary file, fsync,
 /// rename, fsync the directory. Then removes versions older than the previous one.
-pub fn store(
-    fs: &dyn Fs,
-    dir: &Path,
-    manifest: &Manifest,
-    existing: &[(u64, PathBuf)],
-) -> Result<()> {
+pub fn store(fs: &dyn Fs, dir: &Path, manifest: &Manifest, existing: &[(u64, PathBuf)]) -> Result<()> {
     let name = manifest_file_name(manifest.number);
     let path = dir.join(&name);
     let temp = dir.join(format!("{name}.tmp"));
     let bytes = manifest.encode();
-    let file = fs
-        .create(&temp)
-        .map_err(|e| EngineError::io(&temp, "create manifest", e))?;
-    file.append(&bytes)
-        .map_err(|e| EngineError::io(&temp, "write manifest", e))?;
-    file.sync()
-        .map_err(|e| EngineError::io(&temp, "fsync manifest", e))?;
-    fs.rename(&temp, &path)
-        .map_err(|e| EngineError::io(&path, "rename manifest", e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| EngineError::io(dir, "fsync directory", e))?;
+    let file = fs.create(&temp).map_err(|e| EngineError::io(&temp, "create manifest", e))?;
+    file.append(&bytes).map_err(|e| EngineError::io(&temp, "write manifest", e))?;
+    file.sync().map_err(|e| EngineError::io(&temp, "fsync manifest", e))?;
+    fs.rename(&temp, &path).map_err(|e| EngineError::io(&path, "rename manifest", e))?;
+    fs.sync_dir(dir).map_err(|e| EngineError::io(dir, "fsync directory", e))?;
     for (number, old) in existing {
         if number.saturating_add(1) < manifest.number {
             // Best effort: a leftover old version is harmless (the newest valid wins).
@@ -286,10 +251,7 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[4] = 9;
         let err = Manifest::decode(Path::new("m"), &bytes).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m: format version 9, this build reads up to 1"
-        );
+        assert_eq!(err.to_string(), "m: format version 9, this build reads up to 1");
     }
 
     #[test]
@@ -302,8 +264,7 @@ mod tests {
         m.number = 8;
         m.sealed_sequence = 2000;
         store(&fs, dir, &m, &[]).unwrap();
-        fs.flip_bit(&dir.join(manifest_file_name(8)), 20, 3)
-            .unwrap();
+        fs.flip_bit(&dir.join(manifest_file_name(8)), 20, 3).unwrap();
         let names = fs.list(dir).unwrap();
         let loaded = load(&fs, dir, &names);
         assert_eq!(loaded.manifest.unwrap().number, 7);

@@ -95,17 +95,8 @@ impl Memtable {
 
     /// Registers a log file that entries may point into.
     pub fn add_file(&self, file_number: u64, path: &Path) -> Result<()> {
-        let file = self
-            .fs
-            .open(path)
-            .map_err(|e| EngineError::io(path, "open log for reading", e))?;
-        self.inner.write().files.insert(
-            file_number,
-            LogFileRef {
-                path: path.to_path_buf(),
-                file,
-            },
-        );
+        let file = self.fs.open(path).map_err(|e| EngineError::io(path, "open log for reading", e))?;
+        self.inner.write().files.insert(file_number, LogFileRef { path: path.to_path_buf(), file });
         Ok(())
     }
 
@@ -113,10 +104,7 @@ impl Memtable {
     pub fn insert(&self, records: Vec<Written>) {
         let mut inner = self.inner.write();
         for record in records {
-            debug_assert!(inner
-                .entries
-                .last()
-                .is_none_or(|e| e.sequence < record.sequence));
+            debug_assert!(inner.entries.last().is_none_or(|e| e.sequence < record.sequence));
             let starts = record.batch.start_column();
             let min = starts.iter().copied().min().unwrap_or(0);
             let max = starts.iter().copied().max().unwrap_or(0);
@@ -139,9 +127,7 @@ impl Memtable {
         }
         // Evict the oldest batches past the bound. A snapshot that holds one keeps it
         // alive until the snapshot is dropped, which is what it promised.
-        while inner.resident_bytes > self.size_bytes_max
-            && inner.evicted_below < inner.entries.len()
-        {
+        while inner.resident_bytes > self.size_bytes_max && inner.evicted_below < inner.entries.len() {
             let index = inner.evicted_below;
             let freed = match inner.entries.get_mut(index) {
                 Some(entry) => {
@@ -308,10 +294,7 @@ impl MemView {
             return Err(EngineError::corrupt(
                 &file.path,
                 location.start,
-                format!(
-                    "record holds sequence {}, expected {}",
-                    record.sequence, entry.sequence
-                ),
+                format!("record holds sequence {}, expected {}", record.sequence, entry.sequence),
             ));
         }
         Ok(Arc::new(record.batch))

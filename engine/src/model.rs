@@ -19,20 +19,12 @@ pub struct SpanId(pub [u8; 8]);
 fn parse_hex<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N], ModelError> {
     let bytes = text.as_bytes();
     if bytes.len() != N * 2 {
-        return Err(ModelError::IdLength {
-            what,
-            expected: N * 2,
-            found: bytes.len(),
-        });
+        return Err(ModelError::IdLength { what, expected: N * 2, found: bytes.len() });
     }
     let mut out = [0u8; N];
     for (index, pair) in bytes.chunks_exact(2).enumerate() {
         let (Some(&high), Some(&low)) = (pair.first(), pair.get(1)) else {
-            return Err(ModelError::IdLength {
-                what,
-                expected: N * 2,
-                found: bytes.len(),
-            });
+            return Err(ModelError::IdLength { what, expected: N * 2, found: bytes.len() });
         };
         let value = (hex_digit(high, what, index * 2)? << 4) | hex_digit(low, what, index * 2 + 1)?;
         if let Some(slot) = out.get_mut(index) {
@@ -47,11 +39,7 @@ fn hex_digit(c: u8, what: &'static str, position: usize) -> Result<u8, ModelErro
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
         b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(ModelError::IdHex {
-            what,
-            position,
-            found: c as char,
-        }),
+        _ => Err(ModelError::IdHex { what, position, found: c as char }),
     }
 }
 
@@ -279,10 +267,7 @@ pub struct KeyValue {
 impl KeyValue {
     /// A key-value pair.
     pub fn new(key: impl Into<String>, value: impl Into<AnyValue>) -> Self {
-        KeyValue {
-            key: key.into(),
-            value: value.into(),
-        }
+        KeyValue { key: key.into(), value: value.into() }
     }
 }
 
@@ -393,14 +378,10 @@ impl Span {
 
     /// The service name: the `service.name` resource attribute when it is a string.
     pub fn service(&self) -> Option<&str> {
-        self.resource
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| match &kv.value {
-                AnyValue::Str(s) => Some(s.as_str()),
-                _ => None,
-            })
+        self.resource.attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| match &kv.value {
+            AnyValue::Str(s) => Some(s.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -424,10 +405,7 @@ mod tests {
         let err = TraceId::from_hex("abc").unwrap_err();
         assert_eq!(err.to_string(), "trace id: expected 32 hex digits, found 3");
         let err = SpanId::from_hex("00f067aa0ba902bz").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "span id: invalid hex digit 'z' at position 15"
-        );
+        assert_eq!(err.to_string(), "span id: invalid hex digit 'z' at position 15");
         assert!(SpanId::from_hex("ééééééé").is_err());
     }
 

@@ -99,17 +99,10 @@ impl Snapshot {
     /// the memtable as in-memory segments (see [`MemView::segments`]). Each span is in
     /// exactly one of them.
     pub fn parts(&self) -> Result<Vec<Part>> {
-        let mut parts: Vec<Part> = self
-            .segments
-            .iter()
-            .map(|h| Part {
-                segment: PartSegment::Sealed(h.clone()),
-            })
-            .collect();
+        let mut parts: Vec<Part> =
+            self.segments.iter().map(|h| Part { segment: PartSegment::Sealed(h.clone()) }).collect();
         for segment in self.mem.segments()? {
-            parts.push(Part {
-                segment: PartSegment::Memtable(segment),
-            });
+            parts.push(Part { segment: PartSegment::Memtable(segment) });
         }
         Ok(parts)
     }
@@ -142,30 +135,19 @@ impl Snapshot {
     /// Every batch of the memtable part, in sequence order; batches evicted from memory
     /// are read back from the log, so an item can be an error naming a damaged file.
     pub fn batches(&self) -> impl Iterator<Item = Result<SnapshotBatch>> + '_ {
-        self.mem.entries().iter().map(move |entry| {
-            Ok(SnapshotBatch {
-                sequence: entry.sequence,
-                batch: self.mem.batch(entry)?,
-            })
-        })
+        self.mem
+            .entries()
+            .iter()
+            .map(move |entry| Ok(SnapshotBatch { sequence: entry.sequence, batch: self.mem.batch(entry)? }))
     }
 
     /// Batches whose span starts may fall in `[since, until)`, in sequence order.
-    pub fn batches_in(
-        &self,
-        since: u64,
-        until: u64,
-    ) -> impl Iterator<Item = Result<SnapshotBatch>> + '_ {
+    pub fn batches_in(&self, since: u64, until: u64) -> impl Iterator<Item = Result<SnapshotBatch>> + '_ {
         self.mem
             .entries()
             .iter()
             .filter(move |e| e.max_start_unix_nano >= since && e.min_start_unix_nano < until)
-            .map(move |entry| {
-                Ok(SnapshotBatch {
-                    sequence: entry.sequence,
-                    batch: self.mem.batch(entry)?,
-                })
-            })
+            .map(move |entry| Ok(SnapshotBatch { sequence: entry.sequence, batch: self.mem.batch(entry)? }))
     }
 
     /// Every span as an owned row: sealed segments first (each in its row order), then

@@ -23,7 +23,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::batch::SpanBatch;
 use crate::error::{EngineError, Result};
 use crate::fs::{read_all, Fs, LockGuard, RealFs};
-use crate::log::writer::{LogLocation, LogWriter, SyncPolicy, Written, WriterStats};
+use crate::log::writer::{LogLocation, LogWriter, SyncPolicy, WriterStats, Written};
 use crate::log::{self, Damage};
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::memtable::Memtable;
@@ -204,10 +204,7 @@ fn open_segment(fs: &dyn Fs, dir: &Path, entry: &SegmentEntry) -> Result<Segment
             format!("segment holds {} rows, the manifest says {}", segment.row_count(), entry.span_count),
         ));
     }
-    Ok(SegmentHandle {
-        entry: entry.clone(),
-        segment,
-    })
+    Ok(SegmentHandle { entry: entry.clone(), segment })
 }
 
 /// Rebuilds the segment list from the segment files' footers when no manifest reads
@@ -218,7 +215,11 @@ fn rebuild_segments(fs: &dyn Fs, dir: &Path, names: &[String], report: &mut Reco
     for name in names {
         let Some(number) = parse_segment_file_name(name) else { continue };
         let path = dir.join(name);
-        match fs.map_sealed(&path).map_err(|e| EngineError::io(&path, "open segment", e)).and_then(|b| Segment::open(&path, b)) {
+        match fs
+            .map_sealed(&path)
+            .map_err(|e| EngineError::io(&path, "open segment", e))
+            .and_then(|b| Segment::open(&path, b))
+        {
             Ok(segment) => {
                 let d = segment.directory();
                 found.push(SegmentEntry {
@@ -317,10 +318,8 @@ impl Store {
         }
         let loaded = manifest::load(fs.as_ref(), dir, &names);
         report.manifest_damage = loaded.damaged.iter().map(ToString::to_string).collect();
-        let mut logs: Vec<(u64, PathBuf)> = names
-            .iter()
-            .filter_map(|name| log::parse_log_file_name(name).map(|n| (n, dir.join(name))))
-            .collect();
+        let mut logs: Vec<(u64, PathBuf)> =
+            names.iter().filter_map(|name| log::parse_log_file_name(name).map(|n| (n, dir.join(name)))).collect();
         logs.sort();
         let has_segments = names.iter().any(|n| parse_segment_file_name(n).is_some());
         let newest_manifest_number = loaded.files.last().map(|(n, _)| *n).unwrap_or(0);
@@ -350,7 +349,10 @@ impl Store {
         for entry in &manifest.segments {
             match open_segment(fs.as_ref(), dir, entry) {
                 Ok(handle) => handles.push(Arc::new(handle)),
-                Err(err) if read_only && matches!(&err, EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound) => {
+                Err(err)
+                    if read_only
+                        && matches!(&err, EngineError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound) =>
+                {
                     return Err(err);
                 }
                 Err(err) => report.damage.push(Damage {
@@ -376,23 +378,15 @@ impl Store {
             .unwrap_or(0);
         // The writer's new log file must be at or above the log floor (which a manifest
         // may put past its next file number), or a reopen would skip what it holds.
-        let next_file_number = manifest
-            .next_file_number
-            .max(max_file.saturating_add(1))
-            .max(manifest.log_floor)
-            .max(1);
+        let next_file_number = manifest.next_file_number.max(max_file.saturating_add(1)).max(manifest.log_floor).max(1);
         let mut writer = None;
         if !read_only {
             // Numbers at u64::MAX leave none to hand out; wrapping would reuse them.
-            let exhausted = |what: &str| {
-                EngineError::corrupt(dir, 0, format!("{what} exhausted (u64::MAX reached)"))
-            };
+            let exhausted = |what: &str| EngineError::corrupt(dir, 0, format!("{what} exhausted (u64::MAX reached)"));
             if next_file_number == u64::MAX {
                 return Err(exhausted("file numbers"));
             }
-            let next_sequence = last_sequence
-                .checked_add(1)
-                .ok_or_else(|| exhausted("log sequence numbers"))?;
+            let next_sequence = last_sequence.checked_add(1).ok_or_else(|| exhausted("log sequence numbers"))?;
             // What a crash left: retired logs and segments no manifest names.
             for (number, path) in &logs {
                 if *number < manifest.log_floor && fs.remove(path).is_ok() {
@@ -489,17 +483,12 @@ impl Store {
     pub fn append(&self, batch: SpanBatch) -> Result<AppendReceipt> {
         let writer = self.inner.writer.as_ref().ok_or(EngineError::ReadOnly)?;
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(EngineError::Closed {
-                reason: "close was called".into(),
-            });
+            return Err(EngineError::Closed { reason: "close was called".into() });
         }
         batch.check_limits().map_err(EngineError::InvalidBatch)?;
         let span_count = batch.len();
         if span_count == 0 {
-            return Ok(AppendReceipt {
-                sequence: None,
-                span_count,
-            });
+            return Ok(AppendReceipt { sequence: None, span_count });
         }
         let payload = log::encode_record(0, &batch, self.inner.options.compress_log);
         let sequence = writer.append(Arc::new(batch), payload)?;
@@ -508,10 +497,7 @@ impl Store {
             *flag.lock() = true;
             condvar.notify_one();
         }
-        Ok(AppendReceipt {
-            sequence: Some(sequence),
-            span_count,
-        })
+        Ok(AppendReceipt { sequence: Some(sequence), span_count })
     }
 
     /// Makes every append that returned durable, whatever the sync policy.
@@ -665,10 +651,8 @@ impl Inner {
         manifest.number += 1;
         manifest.next_file_number = writer.next_file_number();
         let names = fs.list(&self.dir).map_err(|e| EngineError::io(&self.dir, "list directory", e))?;
-        let existing: Vec<(u64, PathBuf)> = names
-            .iter()
-            .filter_map(|n| manifest::parse_manifest_file_name(n).map(|v| (v, self.dir.join(n))))
-            .collect();
+        let existing: Vec<(u64, PathBuf)> =
+            names.iter().filter_map(|n| manifest::parse_manifest_file_name(n).map(|v| (v, self.dir.join(n)))).collect();
         manifest::store(fs, &self.dir, manifest, &existing)
     }
 
@@ -846,14 +830,8 @@ impl Inner {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        let dropped: Vec<SegmentEntry> = self
-            .manifest
-            .lock()
-            .segments
-            .iter()
-            .filter(|s| s.max_start_unix_nano < cutoff)
-            .cloned()
-            .collect();
+        let dropped: Vec<SegmentEntry> =
+            self.manifest.lock().segments.iter().filter(|s| s.max_start_unix_nano < cutoff).cloned().collect();
         if dropped.is_empty() {
             return Ok(dropped);
         }
@@ -937,24 +915,17 @@ fn replay_file(
     last_sequence: &mut u64,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let file = fs
-        .open(path)
-        .map_err(|e| EngineError::io(path, "open log", e))?;
+    let file = fs.open(path).map_err(|e| EngineError::io(path, "open log", e))?;
     let bytes = read_all(file.as_ref()).map_err(|e| EngineError::io(path, "read log", e))?;
     report.log_files += 1;
     if let Err(err) = log::check_header(path, &bytes) {
-        let damage = Damage {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: err.to_string(),
-        };
+        let damage = Damage { path: path.to_path_buf(), offset: 0, reason: err.to_string() };
         if newest && bytes.len() < log::LOG_HEADER_SIZE {
             // A crash between creating the file and syncing its header: nothing in it
             // was ever acknowledged. A writer removes it (its cut of this torn tail);
             // left in place, it would read as damage once newer files follow it.
             if !read_only {
-                fs.remove(path)
-                    .map_err(|e| EngineError::io(path, "remove torn log file", e))?;
+                fs.remove(path).map_err(|e| EngineError::io(path, "remove torn log file", e))?;
             }
             report.torn_tails.push(damage);
         } else {
@@ -973,8 +944,7 @@ fn replay_file(
         });
         if newest {
             if !read_only {
-                fs.truncate(path, scan.valid_end)
-                    .map_err(|e| EngineError::io(path, "cut torn log tail", e))?;
+                fs.truncate(path, scan.valid_end).map_err(|e| EngineError::io(path, "cut torn log tail", e))?;
             }
             report.torn_tails.push(first);
         } else {
@@ -996,11 +966,7 @@ fn replay_file(
                 records.push(Written {
                     sequence: record.sequence,
                     batch: Arc::new(record.batch),
-                    location: LogLocation {
-                        file_number: number,
-                        start: scanned.start,
-                        end: scanned.end,
-                    },
+                    location: LogLocation { file_number: number, start: scanned.start, end: scanned.end },
                 });
                 if records.len() >= 256 {
                     memtable.insert(std::mem::take(&mut records));
@@ -1024,10 +990,7 @@ mod tests {
     use crate::fs::MemFs;
 
     fn mem_options(fs: &MemFs) -> Options {
-        Options {
-            fs: Arc::new(fs.clone()),
-            ..Options::default()
-        }
+        Options { fs: Arc::new(fs.clone()), ..Options::default() }
     }
 
     /// A store directory holding nothing but `manifest`.
@@ -1044,16 +1007,10 @@ mod tests {
     /// reopen skipped that log and lost an acknowledged append.
     #[test]
     fn the_writers_new_log_is_at_or_above_the_log_floor() {
-        let (fs, dir) = dir_with_manifest(Manifest {
-            number: 1,
-            next_file_number: 1,
-            log_floor: 100,
-            ..Manifest::default()
-        });
+        let (fs, dir) =
+            dir_with_manifest(Manifest { number: 1, next_file_number: 1, log_floor: 100, ..Manifest::default() });
         let store = Store::open(&dir, mem_options(&fs)).unwrap();
-        store
-            .append(SpanBatch::from_spans(&[Span::default()]))
-            .unwrap();
+        store.append(SpanBatch::from_spans(&[Span::default()])).unwrap();
         let after_power_loss = fs.crash(|_| 0);
         drop(store);
         let reopened = Store::open_read_only(&dir, mem_options(&after_power_loss)).unwrap();
@@ -1067,21 +1024,10 @@ mod tests {
     fn exhausted_numbers_refuse_a_writer_instead_of_wrapping() {
         for (manifest, what) in [
             (
-                Manifest {
-                    number: 1,
-                    sealed_sequence: u64::MAX,
-                    ..Manifest::default()
-                },
+                Manifest { number: 1, sealed_sequence: u64::MAX, ..Manifest::default() },
                 "log sequence numbers exhausted",
             ),
-            (
-                Manifest {
-                    number: 1,
-                    next_file_number: u64::MAX,
-                    ..Manifest::default()
-                },
-                "file numbers exhausted",
-            ),
+            (Manifest { number: 1, next_file_number: u64::MAX, ..Manifest::default() }, "file numbers exhausted"),
         ] {
             let (fs, dir) = dir_with_manifest(manifest);
             let err = Store::open(&dir, mem_options(&fs)).err().unwrap();
@@ -1090,15 +1036,9 @@ mod tests {
         }
         // One number left: the writer opens, and the append that would take u64::MAX
         // fails instead of wrapping.
-        let (fs, dir) = dir_with_manifest(Manifest {
-            number: 1,
-            sealed_sequence: u64::MAX - 1,
-            ..Manifest::default()
-        });
+        let (fs, dir) = dir_with_manifest(Manifest { number: 1, sealed_sequence: u64::MAX - 1, ..Manifest::default() });
         let store = Store::open(&dir, mem_options(&fs)).unwrap();
-        let err = store
-            .append(SpanBatch::from_spans(&[Span::default()]))
-            .unwrap_err();
+        let err = store.append(SpanBatch::from_spans(&[Span::default()])).unwrap_err();
         assert!(err.to_string().contains("exhausted"), "{err}");
     }
 }

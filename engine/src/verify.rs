@@ -118,7 +118,10 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
     let names = fs.list(dir).map_err(|e| EngineError::io(dir, "list directory", e))?;
     let mut report = VerifyReport::default();
     let loaded = manifest::load(fs, dir, &names);
-    if loaded.manifest.is_none() && loaded.files.is_empty() && !names.iter().any(|n| log::parse_log_file_name(n).is_some()) {
+    if loaded.manifest.is_none()
+        && loaded.files.is_empty()
+        && !names.iter().any(|n| log::parse_log_file_name(n).is_some())
+    {
         return Err(EngineError::NotAStore { path: dir.to_path_buf() });
     }
     report.damage.extend(loaded.damaged.iter().map(ToString::to_string));
@@ -139,10 +142,7 @@ pub fn verify(fs: &dyn Fs, dir: &Path) -> Result<VerifyReport> {
         } else {
             FileKind::Other
         };
-        let bytes = fs
-            .open(&path)
-            .and_then(|f| read_all(f.as_ref()))
-            .map_err(|e| EngineError::io(&path, "read", e))?;
+        let bytes = fs.open(&path).and_then(|f| read_all(f.as_ref())).map_err(|e| EngineError::io(&path, "read", e))?;
         report.bytes_read += bytes.len() as u64;
         let mut file = FileReport {
             path: path.clone(),
@@ -245,7 +245,9 @@ fn check_segment(path: &Path, bytes: Vec<u8>, file: &mut FileReport, report: &mu
 fn check_log(path: &Path, bytes: &[u8], newest: bool, sealed: u64, file: &mut FileReport, report: &mut VerifyReport) {
     if let Err(err) = log::check_header(path, bytes) {
         if newest && bytes.len() < log::LOG_HEADER_SIZE {
-            report.notes.push(format!("{err} (torn: a crash before the header was written; nothing in it was acknowledged)"));
+            report
+                .notes
+                .push(format!("{err} (torn: a crash before the header was written; nothing in it was acknowledged)"));
         } else {
             report.damage.push(err.to_string());
         }

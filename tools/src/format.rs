@@ -11,10 +11,7 @@ pub struct Table {
 impl Table {
     /// A table with these column names.
     pub fn new(header: &[&str]) -> Table {
-        Table {
-            header: header.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Table { header: header.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row.
@@ -33,10 +30,7 @@ impl Table {
         }
         let numeric: Vec<bool> = (0..columns)
             .map(|c| {
-                self.rows.iter().all(|r| {
-                    r.get(c)
-                        .is_none_or(|cell| cell.is_empty() || cell.parse::<f64>().is_ok())
-                })
+                self.rows.iter().all(|r| r.get(c).is_none_or(|cell| cell.is_empty() || cell.parse::<f64>().is_ok()))
             })
             .collect();
         let line = |out: &mut dyn Write, cells: &[String]| -> io::Result<()> {
@@ -74,12 +68,7 @@ pub fn timestamp(unix_nano: u64) -> String {
     let days = (seconds / 86_400) as i64;
     let rest = seconds % 86_400;
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rest / 3600, rest / 60 % 60, rest % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar

@@ -91,12 +91,7 @@ fn verify_command(data: &std::path::Path, out: &mut impl Write) -> CommandResult
         writeln!(out, "ok: {files} files, {} bytes read, every checksum matches", report.bytes_read)?;
         Ok(0)
     } else {
-        writeln!(
-            out,
-            "damaged: {} problems in {files} files ({} bytes read)",
-            report.damage.len(),
-            report.bytes_read
-        )?;
+        writeln!(out, "damaged: {} problems in {files} files ({} bytes read)", report.damage.len(), report.bytes_read)?;
         Ok(1)
     }
 }
@@ -105,21 +100,14 @@ fn compact(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
     if !data.is_dir() {
         return Err(Box::new(spanstore_engine::EngineError::NotAStore { path: data.to_path_buf() }));
     }
-    let options = spanstore_engine::Options {
-        background_maintenance: false,
-        ..Default::default()
-    };
+    let options = spanstore_engine::Options { background_maintenance: false, ..Default::default() };
     let store = spanstore_engine::Store::open(data, options)?;
     let report = store.compact_now()?;
     for entry in &report.sealed {
         writeln!(out, "sealed {} spans into segment {}", entry.span_count, entry.file_number)?;
     }
     for (inputs, entry) in &report.compacted {
-        writeln!(
-            out,
-            "merged segments {inputs:?} into segment {} ({} spans)",
-            entry.file_number, entry.span_count
-        )?;
+        writeln!(out, "merged segments {inputs:?} into segment {} ({} spans)", entry.file_number, entry.span_count)?;
     }
     let segments = store.manifest().segments.len();
     store.close()?;
@@ -166,12 +154,8 @@ fn inspect(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
     table.print(out)?;
     let sealed = report.sealed_spans();
     let unsealed = report.live_spans();
-    let segment_bytes: u64 = report
-        .files
-        .iter()
-        .filter(|f| f.kind == FileKind::Segment && !f.retired)
-        .map(|f| f.bytes)
-        .sum();
+    let segment_bytes: u64 =
+        report.files.iter().filter(|f| f.kind == FileKind::Segment && !f.retired).map(|f| f.bytes).sum();
     let total_bytes: u64 = report.files.iter().filter(|f| !f.retired).map(|f| f.bytes).sum();
     writeln!(out, "spans: {} ({sealed} sealed in segments, {unsealed} only in the log)", sealed + unsealed)?;
     writeln!(out, "bytes: {total_bytes} on disk ({segment_bytes} in segments, {log_bytes} in live logs)")?;

@@ -56,10 +56,7 @@ pub fn log_file_name(number: u64) -> String {
 
 /// The number of a log file, if `name` is one.
 pub fn parse_log_file_name(name: &str) -> Option<u64> {
-    name.strip_prefix("log-")?
-        .strip_suffix(".sslog")?
-        .parse()
-        .ok()
+    name.strip_prefix("log-")?.strip_suffix(".sslog")?.parse().ok()
 }
 
 /// The 16-byte header of log file `number`.
@@ -98,13 +95,7 @@ thread_local! {
 
 /// Writes a record header; codec and raw length can be changed later by
 /// [`set_codec_and_raw_len`].
-fn put_record_header(
-    out: &mut Writer,
-    sequence: u64,
-    span_count: usize,
-    codec: u8,
-    raw_len: usize,
-) {
+fn put_record_header(out: &mut Writer, sequence: u64, span_count: usize, codec: u8, raw_len: usize) {
     out.u64(sequence);
     out.u32(span_count as u32);
     out.u8(codec);
@@ -218,30 +209,16 @@ pub fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
             if raw.len() != raw_len {
                 return Err(DecodeError::new(
                     body_at,
-                    format!(
-                        "record body inflates to {} bytes, header says {raw_len}",
-                        raw.len()
-                    ),
+                    format!("record body inflates to {} bytes, header says {raw_len}", raw.len()),
                 ));
             }
             SpanBatch::decode(&raw)
         }
-        other => {
-            return Err(DecodeError::new(
-                codec_at,
-                format!("unknown record codec {other}"),
-            ))
-        }
+        other => return Err(DecodeError::new(codec_at, format!("unknown record codec {other}"))),
     }
     .map_err(|e| DecodeError::new(body_at, format!("batch: {e}")))?;
     if batch.len() != span_count as usize {
-        return Err(DecodeError::new(
-            8,
-            format!(
-                "record says {span_count} spans, batch holds {}",
-                batch.len()
-            ),
-        ));
+        return Err(DecodeError::new(8, format!("record says {span_count} spans, batch holds {}", batch.len())));
     }
     Ok(Record { sequence, batch })
 }
@@ -309,13 +286,7 @@ pub struct Damage {
 
 impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: corrupt at byte {}: {}",
-            self.path.display(),
-            self.offset,
-            self.reason
-        )
+        write!(f, "{}: corrupt at byte {}: {}", self.path.display(), self.offset, self.reason)
     }
 }
 
@@ -341,19 +312,11 @@ pub struct Scan {
 /// Checks a log file header; returns the file number.
 pub fn check_header(path: &Path, bytes: &[u8]) -> Result<u64, crate::EngineError> {
     let mut r = Reader::new(bytes);
-    let magic = r
-        .fixed::<4>("log header")
-        .map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
+    let magic = r.fixed::<4>("log header").map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
     if magic != LOG_MAGIC {
-        return Err(crate::EngineError::corrupt(
-            path,
-            0,
-            format!("bad magic {magic:02x?}, expected \"SSLG\""),
-        ));
+        return Err(crate::EngineError::corrupt(path, 0, format!("bad magic {magic:02x?}, expected \"SSLG\"")));
     }
-    let version = r
-        .u16("log version")
-        .map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
+    let version = r.u16("log version").map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
     if version == 0 || version > LOG_VERSION {
         return Err(crate::EngineError::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -361,28 +324,18 @@ pub fn check_header(path: &Path, bytes: &[u8]) -> Result<u64, crate::EngineError
             newest: LOG_VERSION,
         });
     }
-    let _reserved = r
-        .u16("log header")
-        .map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
-    r.u64("log file number")
-        .map_err(|e| crate::EngineError::from_decode(path, 0, e))
+    let _reserved = r.u16("log header").map_err(|e| crate::EngineError::from_decode(path, 0, e))?;
+    r.u64("log file number").map_err(|e| crate::EngineError::from_decode(path, 0, e))
 }
 
 /// Scans the bytes of a log file (after its header was checked), finding every whole
 /// record and every damaged place. Never fails and never panics, whatever the bytes.
 pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
-    let mut scan = Scan {
-        valid_end: LOG_HEADER_SIZE.min(bytes.len()) as u64,
-        len: bytes.len() as u64,
-        ..Scan::default()
-    };
+    let mut scan =
+        Scan { valid_end: LOG_HEADER_SIZE.min(bytes.len()) as u64, len: bytes.len() as u64, ..Scan::default() };
     let mut damage: Vec<Damage> = Vec::new();
     let mut note = |offset: usize, reason: &str| {
-        damage.push(Damage {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason: reason.to_owned(),
-        });
+        damage.push(Damage { path: path.to_path_buf(), offset: offset as u64, reason: reason.to_owned() });
     };
     let mut in_progress: Option<(usize, Vec<u8>)> = None;
     let mut pos = LOG_HEADER_SIZE;
@@ -417,8 +370,7 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
             pos += block_left;
             continue;
         }
-        let Some(chunk) = bytes.get(pos + FRAGMENT_HEADER_SIZE..pos + FRAGMENT_HEADER_SIZE + len)
-        else {
+        let Some(chunk) = bytes.get(pos + FRAGMENT_HEADER_SIZE..pos + FRAGMENT_HEADER_SIZE + len) else {
             note(pos, "fragment cut short by the end of the file");
             break;
         };
@@ -438,11 +390,7 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
                     note(start, "record missing its last fragment");
                 }
                 if kind == FULL {
-                    scan.records.push(ScannedRecord {
-                        start: pos as u64,
-                        end: end as u64,
-                        payload: chunk.to_vec(),
-                    });
+                    scan.records.push(ScannedRecord { start: pos as u64, end: end as u64, payload: chunk.to_vec() });
                     scan.valid_end = end as u64;
                 } else {
                     in_progress = Some((pos, chunk.to_vec()));
@@ -458,11 +406,7 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
                         payload.extend_from_slice(chunk);
                         if kind == LAST {
                             if let Some((start, payload)) = in_progress.take() {
-                                scan.records.push(ScannedRecord {
-                                    start: start as u64,
-                                    end: end as u64,
-                                    payload,
-                                });
+                                scan.records.push(ScannedRecord { start: start as u64, end: end as u64, payload });
                                 scan.valid_end = end as u64;
                             }
                         }
@@ -494,11 +438,8 @@ pub fn scan(path: &Path, bytes: &[u8]) -> Scan {
     // fragments found by the block walk, so bytes inside a payload can never be
     // taken for a record.)
     let tail_start = tail.first().map(|d| d.offset).unwrap_or(valid_end);
-    let search_from = if tail.len() == 1 && cut_record_start == Some(tail_start) {
-        bytes.len()
-    } else {
-        tail_start as usize + 1
-    };
+    let search_from =
+        if tail.len() == 1 && cut_record_start == Some(tail_start) { bytes.len() } else { tail_start as usize + 1 };
     let has_tail = !tail.is_empty() || valid_end < scan.len;
     if has_tail && intact_fragment_after(bytes, search_from) {
         scan.damage.extend(tail);
@@ -535,19 +476,13 @@ fn intact_fragment_after(bytes: &[u8], from: usize) -> bool {
 
 /// Reads back the record at `location` of a log file: its fragments, checksums checked,
 /// reassembled and decoded.
-pub fn read_record(
-    file: &dyn ReadFile,
-    path: &Path,
-    location: LogLocation,
-) -> Result<Record, EngineError> {
+pub fn read_record(file: &dyn ReadFile, path: &Path, location: LogLocation) -> Result<Record, EngineError> {
     let len = location
         .end
         .checked_sub(location.start)
         .and_then(|len| usize::try_from(len).ok())
         .filter(|&len| len <= MAX_RECORD_BYTES + MAX_RECORD_BYTES / 1024)
-        .ok_or_else(|| {
-            EngineError::corrupt(path, location.start, "record location out of range")
-        })?;
+        .ok_or_else(|| EngineError::corrupt(path, location.start, "record location out of range"))?;
     let mut bytes = vec![0u8; len];
     let mut filled = 0;
     while filled < len {
@@ -556,11 +491,7 @@ pub fn read_record(
             .read_at(location.start + filled as u64, rest)
             .map_err(|e| EngineError::io(path, "read log record", e))?;
         if n == 0 {
-            return Err(EngineError::corrupt(
-                path,
-                location.start + filled as u64,
-                "log ends inside a record",
-            ));
+            return Err(EngineError::corrupt(path, location.start + filled as u64, "log ends inside a record"));
         }
         filled += n;
     }
@@ -573,20 +504,13 @@ pub fn read_record(
             pos += block_left;
             continue;
         }
-        let header = bytes.get(pos..pos + FRAGMENT_HEADER_SIZE).ok_or_else(|| {
-            EngineError::corrupt(path, offset, "record ends inside a fragment header")
-        })?;
+        let header = bytes
+            .get(pos..pos + FRAGMENT_HEADER_SIZE)
+            .ok_or_else(|| EngineError::corrupt(path, offset, "record ends inside a fragment header"))?;
         let mut r = Reader::new(header);
-        let crc = r
-            .u32("crc")
-            .map_err(|e| EngineError::from_decode(path, offset, e))?;
-        let fragment_len = usize::from(
-            r.u16("length")
-                .map_err(|e| EngineError::from_decode(path, offset, e))?,
-        );
-        let kind = r
-            .u8("type")
-            .map_err(|e| EngineError::from_decode(path, offset, e))?;
+        let crc = r.u32("crc").map_err(|e| EngineError::from_decode(path, offset, e))?;
+        let fragment_len = usize::from(r.u16("length").map_err(|e| EngineError::from_decode(path, offset, e))?);
+        let kind = r.u8("type").map_err(|e| EngineError::from_decode(path, offset, e))?;
         let chunk = bytes
             .get(pos + FRAGMENT_HEADER_SIZE..pos + FRAGMENT_HEADER_SIZE + fragment_len)
             .ok_or_else(|| EngineError::corrupt(path, offset, "fragment runs past its record"))?;
@@ -594,22 +518,12 @@ pub fn read_record(
         hasher.update(header.get(4..).unwrap_or_default());
         hasher.update(chunk);
         if hasher.finalize() != crc {
-            return Err(EngineError::corrupt(
-                path,
-                offset,
-                "fragment checksum mismatch",
-            ));
+            return Err(EngineError::corrupt(path, offset, "fragment checksum mismatch"));
         }
         let expected_first = pos == 0;
         match (kind, expected_first) {
             (FULL, true) | (FIRST, true) | (MIDDLE, false) | (LAST, false) => {}
-            _ => {
-                return Err(EngineError::corrupt(
-                    path,
-                    offset,
-                    format!("unexpected fragment type {kind}"),
-                ))
-            }
+            _ => return Err(EngineError::corrupt(path, offset, format!("unexpected fragment type {kind}"))),
         }
         payload.extend_from_slice(chunk);
         pos += FRAGMENT_HEADER_SIZE + fragment_len;
@@ -617,8 +531,7 @@ pub fn read_record(
             break;
         }
     }
-    decode_record(&payload)
-        .map_err(|e| EngineError::corrupt(path, location.start, format!("record: {e}")))
+    decode_record(&payload).map_err(|e| EngineError::corrupt(path, location.start, format!("record: {e}")))
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 use super::*;
 
 fn payload(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 fn file_with(payloads: &[Vec<u8>]) -> Vec<u8> {
@@ -23,26 +21,14 @@ fn file_with(payloads: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn records_of_every_size_round_trip_through_framing() {
-    let payloads: Vec<Vec<u8>> = [
-        1usize,
-        7,
-        100,
-        BLOCK_SIZE - 30,
-        BLOCK_SIZE,
-        3 * BLOCK_SIZE + 5,
-        10,
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, &len)| payload(i as u8, len))
-    .collect();
+    let payloads: Vec<Vec<u8>> = [1usize, 7, 100, BLOCK_SIZE - 30, BLOCK_SIZE, 3 * BLOCK_SIZE + 5, 10]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| payload(i as u8, len))
+        .collect();
     let bytes = file_with(&payloads);
     let scan = scan(Path::new("f"), &bytes);
-    assert!(
-        scan.damage.is_empty() && scan.tail_damage.is_empty(),
-        "{:?}",
-        scan.damage
-    );
+    assert!(scan.damage.is_empty() && scan.tail_damage.is_empty(), "{:?}", scan.damage);
     let got: Vec<Vec<u8>> = scan.records.into_iter().map(|r| r.payload).collect();
     assert_eq!(got, payloads);
     assert_eq!(scan.valid_end, bytes.len() as u64);
@@ -60,11 +46,7 @@ fn a_damaged_middle_record_costs_only_itself() {
     let scan = scan(Path::new("f"), &damaged);
     // The damage is reported where the record starts; when the record continues into
     // the next block, its orphaned later fragment is reported too.
-    assert!(
-        !scan.damage.is_empty() && scan.damage.len() <= 2,
-        "{:?}",
-        scan.damage
-    );
+    assert!(!scan.damage.is_empty() && scan.damage.len() <= 2, "{:?}", scan.damage);
     assert_eq!(scan.damage[0].offset, victim.start);
     // Records sharing the damaged block after the victim are lost too (the reader
     // resumes at the next block); every other record survives.
@@ -89,21 +71,12 @@ fn a_flipped_length_bit_reads_as_damage_not_as_a_short_record() {
 
 #[test]
 fn truncation_anywhere_keeps_exactly_the_whole_records_before_it() {
-    let payloads: Vec<Vec<u8>> = (0..12)
-        .map(|i| payload(i, 7000 + usize::from(i) * 997))
-        .collect();
+    let payloads: Vec<Vec<u8>> = (0..12).map(|i| payload(i, 7000 + usize::from(i) * 997)).collect();
     let bytes = file_with(&payloads);
     let full = scan(Path::new("f"), &bytes);
-    for len in (LOG_HEADER_SIZE..bytes.len())
-        .step_by(61)
-        .chain(full.records.iter().map(|r| r.end as usize))
-    {
+    for len in (LOG_HEADER_SIZE..bytes.len()).step_by(61).chain(full.records.iter().map(|r| r.end as usize)) {
         let scan = scan(Path::new("f"), &bytes[..len]);
-        let expected = full
-            .records
-            .iter()
-            .filter(|r| r.end as usize <= len)
-            .count();
+        let expected = full.records.iter().filter(|r| r.end as usize <= len).count();
         assert_eq!(scan.records.len(), expected, "cut at {len}");
         assert!(scan.damage.is_empty(), "cut at {len}: {:?}", scan.damage);
         assert!(scan.valid_end as usize <= len);
@@ -120,10 +93,7 @@ fn every_single_bit_flip_is_detected_or_harmless() {
         let scan = scan(Path::new("f"), &damaged);
         // Never a wrong answer: every record found is one that was written.
         for record in &scan.records {
-            assert!(
-                payloads.contains(&record.payload),
-                "bit {bit} produced a wrong record"
-            );
+            assert!(payloads.contains(&record.payload), "bit {bit} produced a wrong record");
         }
         assert!(scan.records.len() < 3, "bit {bit} went unnoticed");
         assert!(!scan.damage.is_empty() || !scan.tail_damage.is_empty());
@@ -136,17 +106,10 @@ fn header_checks_name_file_and_problem() {
     assert_eq!(check_header(Path::new("l"), &bytes).unwrap(), 9);
     bytes[4] = 2;
     let err = check_header(Path::new("l"), &bytes).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "l: format version 2, this build reads up to 1"
-    );
+    assert_eq!(err.to_string(), "l: format version 2, this build reads up to 1");
     bytes[0] = b'X';
     let err = check_header(Path::new("l"), &bytes).unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("l: corrupt at byte 0: bad magic"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("l: corrupt at byte 0: bad magic"), "{err}");
     let err = check_header(Path::new("l"), &bytes[..3]).unwrap_err();
     assert!(err.to_string().starts_with("l: corrupt at byte 0"), "{err}");
 }

@@ -178,40 +178,26 @@ impl LogWriter {
     pub fn append(&self, batch: Arc<SpanBatch>, mut payload: Vec<u8>) -> Result<u64> {
         let mut queue = self.queue.lock();
         if let Some(reason) = &queue.failed {
-            return Err(EngineError::Closed {
-                reason: reason.clone(),
-            });
+            return Err(EngineError::Closed { reason: reason.clone() });
         }
         let sequence = queue.next_sequence;
         // u64::MAX is never handed out (a recovered store may start just below it):
         // wrapping would reuse numbers that replay skips as already seen.
         if sequence == u64::MAX {
-            return Err(EngineError::Closed {
-                reason: "log sequence numbers exhausted".into(),
-            });
+            return Err(EngineError::Closed { reason: "log sequence numbers exhausted".into() });
         }
         queue.next_sequence += 1;
         match payload.get_mut(..8) {
             Some(head) => head.copy_from_slice(&sequence.to_le_bytes()),
-            None => {
-                return Err(EngineError::Internal(
-                    "record payload shorter than its header".into(),
-                ))
-            }
+            None => return Err(EngineError::Internal("record payload shorter than its header".into())),
         }
-        queue.pending.push(Pending {
-            sequence,
-            payload,
-            batch,
-        });
+        queue.pending.push(Pending { sequence, payload, batch });
         loop {
             if queue.done_sequence >= sequence {
                 return Ok(sequence);
             }
             if let Some(reason) = &queue.failed {
-                return Err(EngineError::Closed {
-                    reason: reason.clone(),
-                });
+                return Err(EngineError::Closed { reason: reason.clone() });
             }
             if !queue.leader_active {
                 queue.leader_active = true;
@@ -251,10 +237,7 @@ impl LogWriter {
         if active.offset >= self.file_size_bytes_target {
             self.rotate(&mut active)?;
         }
-        let total: usize = group
-            .iter()
-            .map(|p| p.payload.len() + p.payload.len() / 4096 * 8 + 16)
-            .sum();
+        let total: usize = group.iter().map(|p| p.payload.len() + p.payload.len() / 4096 * 8 + 16).sum();
         let mut buf = Vec::with_capacity(total);
         let mut offset = active.offset;
         let mut written = Vec::with_capacity(group.len());
@@ -264,25 +247,15 @@ impl LogWriter {
             written.push(Written {
                 sequence: pending.sequence,
                 batch: pending.batch,
-                location: LogLocation {
-                    file_number: active.number,
-                    start,
-                    end: offset,
-                },
+                location: LogLocation { file_number: active.number, start, end: offset },
             });
         }
-        active
-            .file
-            .append(&buf)
-            .map_err(|e| EngineError::io(&active.path, "append to log", e))?;
+        active.file.append(&buf).map_err(|e| EngineError::io(&active.path, "append to log", e))?;
         active.offset = offset;
         active.dirty = true;
         let synced = self.policy == SyncPolicy::Always;
         if synced {
-            active
-                .file
-                .sync()
-                .map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
+            active.file.sync().map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
             active.dirty = false;
         }
         drop(active);
@@ -299,10 +272,7 @@ impl LogWriter {
 
     fn rotate(&self, active: &mut ActiveFile) -> Result<()> {
         // Under every policy: `sync` (and so `flush`) reaches only the active file.
-        active
-            .file
-            .sync()
-            .map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
+        active.file.sync().map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
         self.stats.lock().syncs += 1;
         let number = {
             let mut next = self.next_file_number.lock();
@@ -325,8 +295,7 @@ impl LogWriter {
             active.dirty = false;
             (active.file.clone(), active.path.clone())
         };
-        file.sync()
-            .map_err(|e| EngineError::io(&path, "fsync log", e))?;
+        file.sync().map_err(|e| EngineError::io(&path, "fsync log", e))?;
         self.stats.lock().syncs += 1;
         Ok(())
     }
@@ -353,20 +322,9 @@ fn padding_before(offset: u64) -> u64 {
 /// flushed), so a power loss never drops a file that holds durable records.
 fn start_file(fs: &dyn Fs, dir: &Path, number: u64) -> Result<ActiveFile> {
     let path = dir.join(log_file_name(number));
-    let file = fs
-        .create(&path)
-        .map_err(|e| EngineError::io(&path, "create log file", e))?;
-    file.append(&file_header(number))
-        .map_err(|e| EngineError::io(&path, "write log header", e))?;
-    file.sync()
-        .map_err(|e| EngineError::io(&path, "fsync log", e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| EngineError::io(dir, "fsync directory", e))?;
-    Ok(ActiveFile {
-        number,
-        path,
-        file,
-        offset: LOG_HEADER_SIZE as u64,
-        dirty: false,
-    })
+    let file = fs.create(&path).map_err(|e| EngineError::io(&path, "create log file", e))?;
+    file.append(&file_header(number)).map_err(|e| EngineError::io(&path, "write log header", e))?;
+    file.sync().map_err(|e| EngineError::io(&path, "fsync log", e))?;
+    fs.sync_dir(dir).map_err(|e| EngineError::io(dir, "fsync directory", e))?;
+    Ok(ActiveFile { number, path, file, offset: LOG_HEADER_SIZE as u64, dirty: false })
 }

@@ -43,9 +43,7 @@ pub fn unpack(r: &mut Reader<'_>, count: usize, width: u8) -> Result<Vec<u64>, D
     if width == 0 {
         return Ok(vec![0; count]);
     }
-    let total_bits = count
-        .checked_mul(usize::from(width))
-        .ok_or_else(|| r.error("packed size overflows"))?;
+    let total_bits = count.checked_mul(usize::from(width)).ok_or_else(|| r.error("packed size overflows"))?;
     let bytes = r.take(total_bits.div_ceil(8), "packed values")?;
     let mut out = Vec::with_capacity(count);
     let mask: u128 = if width == 64 { u128::from(u64::MAX) } else { (1u128 << width) - 1 };
@@ -150,7 +148,7 @@ const SHAPE_UPPER_HEX: u64 = 3;
 /// (`upper == false`) or all uppercase (`upper == true`) where they are letters.
 fn hex_bytes(s: &str, upper: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() % 2 != 0 || b.len() > 64 {
+    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 64 {
         return None;
     }
     let digit = |c: u8| -> Option<u8> {
@@ -402,7 +400,8 @@ mod tests {
 
     #[test]
     fn mixed_id_shapes_round_trip_in_binary() {
-        let values = ["f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8", "0A1B2C3D4E5F6071", "abcdef12", "plain text", "ABC", "", "0a1B"];
+        let values =
+            ["f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8", "0A1B2C3D4E5F6071", "abcdef12", "plain text", "ABC", "", "0a1B"];
         let mut w = Writer::default();
         encode_strings(&mut w, &values);
         // tag, 2-bit shapes, uuid, upper hex, lower hex, then four plain strings.

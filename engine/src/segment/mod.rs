@@ -71,9 +71,7 @@ pub enum ValueType {
 
 impl ValueType {
     fn from_code(code: u8) -> Option<ValueType> {
-        [ValueType::Str, ValueType::Int, ValueType::Double, ValueType::Bool]
-            .get(usize::from(code))
-            .copied()
+        [ValueType::Str, ValueType::Int, ValueType::Double, ValueType::Bool].get(usize::from(code)).copied()
     }
 
     /// Lowercase name.
@@ -394,7 +392,8 @@ impl Directory {
                 0 => {
                     let code = r.u8("intrinsic")?;
                     ColumnKind::Intrinsic(
-                        Intrinsic::from_code(code).ok_or_else(|| DecodeError::new(at, format!("unknown intrinsic {code}")))?,
+                        Intrinsic::from_code(code)
+                            .ok_or_else(|| DecodeError::new(at, format!("unknown intrinsic {code}")))?,
                     )
                 }
                 1 => {
@@ -408,14 +407,15 @@ impl Directory {
                         .map_err(|_| DecodeError::new(key_at, "attribute key is not UTF-8"))?
                         .to_owned();
                     let code = r.u8("value type")?;
-                    let value_type =
-                        ValueType::from_code(code).ok_or_else(|| DecodeError::new(at, format!("unknown value type {code}")))?;
+                    let value_type = ValueType::from_code(code)
+                        .ok_or_else(|| DecodeError::new(at, format!("unknown value type {code}")))?;
                     ColumnKind::Attr { scope, key, value_type }
                 }
                 other => return Err(DecodeError::new(at, format!("unknown column kind {other}"))),
             };
             let code = r.u8("storage")?;
-            let storage = Storage::from_code(code).ok_or_else(|| DecodeError::new(at, format!("unknown storage {code}")))?;
+            let storage =
+                Storage::from_code(code).ok_or_else(|| DecodeError::new(at, format!("unknown storage {code}")))?;
             let cardinality = r.varint("cardinality")?;
             let present = r.varint("present count")?;
             let dictionary = get_optional_chunk(r)?;
@@ -438,16 +438,7 @@ impl Directory {
                     max: r.u64("block max")?,
                 });
             }
-            columns.push(ColumnMeta {
-                kind,
-                storage,
-                cardinality,
-                present,
-                dictionary,
-                bitmaps,
-                value_index,
-                blocks,
-            });
+            columns.push(ColumnMeta { kind, storage, cardinality, present, dictionary, bitmaps, value_index, blocks });
         }
         r.finish("segment directory")?;
         Ok(Directory {

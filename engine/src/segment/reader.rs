@@ -13,8 +13,8 @@ use roaring::RoaringBitmap;
 use super::encoding::{decode_bools, decode_ints, decode_strings, unpack};
 use super::writer::{decode_any, utf8};
 use super::{
-    bloom_positions, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic,
-    Storage, ValueType, BLOCK_ROWS, MAX_DIRECTORY_BYTES, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_TRAILER_SIZE,
+    bloom_positions, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic, Storage,
+    ValueType, BLOCK_ROWS, MAX_DIRECTORY_BYTES, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_TRAILER_SIZE,
     SEGMENT_VERSION,
 };
 use crate::codec::Reader;
@@ -187,7 +187,10 @@ impl Segment {
         }
         for intrinsic in Intrinsic::ALL {
             if columns.get(&ColumnKind::Intrinsic(intrinsic)) != Some(&(intrinsic as usize)) {
-                return Err(corrupt(directory_offset, format!("intrinsic column {} missing or out of place", intrinsic.as_str())));
+                return Err(corrupt(
+                    directory_offset,
+                    format!("intrinsic column {} missing or out of place", intrinsic.as_str()),
+                ));
             }
         }
         let dictionaries = (0..directory.columns.len()).map(|_| OnceLock::new()).collect();
@@ -234,19 +237,12 @@ impl Segment {
 
     /// Index of an attribute column.
     pub fn attr_column(&self, scope: AttrScope, key: &str, value_type: ValueType) -> Option<usize> {
-        self.column(&ColumnKind::Attr {
-            scope,
-            key: key.to_owned(),
-            value_type,
-        })
+        self.column(&ColumnKind::Attr { scope, key: key.to_owned(), value_type })
     }
 
     /// Metadata of column `column`.
     pub fn column_meta(&self, column: usize) -> Result<&ColumnMeta> {
-        self.directory
-            .columns
-            .get(column)
-            .ok_or_else(|| EngineError::Internal(format!("column {column} out of range")))
+        self.directory.columns.get(column).ok_or_else(|| EngineError::Internal(format!("column {column} out of range")))
     }
 
     fn chunk(&self, chunk: ChunkRef) -> Result<Cow<'_, [u8]>> {
@@ -273,15 +269,14 @@ impl Segment {
     /// Decodes block `block` of column `column`.
     pub fn read_block(&self, column: usize, block: usize) -> Result<DecodedBlock> {
         let meta = self.column_meta(column)?;
-        let block_meta = meta
-            .blocks
-            .get(block)
-            .ok_or_else(|| EngineError::Internal(format!("block {block} out of range")))?;
+        let block_meta =
+            meta.blocks.get(block).ok_or_else(|| EngineError::Internal(format!("block {block} out of range")))?;
         let row_count = (self.row_count() - block * BLOCK_ROWS).min(BLOCK_ROWS);
         let bytes = self.chunk(block_meta.chunk)?;
         let base = block_meta.chunk.offset;
-        decode_block(&bytes, row_count, block_meta.present as usize, meta.storage)
-            .map_err(|e| EngineError::corrupt(&self.path, base, format!("block {block} of column {}: {e}", column_name(&meta.kind))))
+        decode_block(&bytes, row_count, block_meta.present as usize, meta.storage).map_err(|e| {
+            EngineError::corrupt(&self.path, base, format!("block {block} of column {}: {e}", column_name(&meta.kind)))
+        })
     }
 
     /// The sorted dictionary of a dictionary column.
@@ -417,7 +412,8 @@ impl Segment {
         let bytes = self.chunk(chunk)?;
         let mut r = Reader::new(&bytes);
         let bits = r.u64("bloom bits").map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
-        let filter = r.take(r.remaining(), "bloom").map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
+        let filter =
+            r.take(r.remaining(), "bloom").map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
         if bits == 0 || bits.div_ceil(8) != filter.len() as u64 {
             return Err(EngineError::corrupt(&self.path, chunk.offset, "bloom filter size mismatch"));
         }
@@ -467,10 +463,7 @@ impl Segment {
 
     /// Materializes rows as owned spans (in the order given).
     pub fn spans(&self, rows: &[u32]) -> Result<Vec<Span>> {
-        let mut reader = RowReader {
-            segment: self,
-            blocks: HashMap::new(),
-        };
+        let mut reader = RowReader { segment: self, blocks: HashMap::new() };
         rows.iter().map(|&row| reader.span(row as usize)).collect()
     }
 
@@ -494,9 +487,11 @@ impl Segment {
             }
             if let Some(chunk) = meta.value_index {
                 match self.chunk(chunk) {
-                    Ok(bytes) if bytes.len() % 8 != 0 => {
-                        problems.push(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 8"))
-                    }
+                    Ok(bytes) if bytes.len() % 8 != 0 => problems.push(EngineError::corrupt(
+                        &self.path,
+                        chunk.offset,
+                        "value index length is not a multiple of 8",
+                    )),
                     Ok(_) => {}
                     Err(e) => problems.push(e),
                 }
@@ -563,7 +558,9 @@ fn parse_bitmap_table(bytes: &[u8]) -> Result<BitmapTable<'_>, DecodeError> {
         offsets.push(r.u32("bitmap offset")?);
     }
     let data = r.take(r.remaining(), "bitmaps")?;
-    if offsets.windows(2).any(|w| matches!(w, [a, b] if a > b)) || offsets.last().is_some_and(|&l| l as usize != data.len()) {
+    if offsets.windows(2).any(|w| matches!(w, [a, b] if a > b))
+        || offsets.last().is_some_and(|&l| l as usize != data.len())
+    {
         return Err(DecodeError::new(0, "bitmap offsets out of order or not covering the data"));
     }
     Ok(BitmapTable { keys, offsets, data })
@@ -605,11 +602,7 @@ fn decode_block(bytes: &[u8], row_count: usize, present: usize, storage: Storage
     };
     if matches!(presence, Presence::None) {
         r.finish("block")?;
-        return Ok(DecodedBlock {
-            row_count,
-            presence,
-            values: BlockValues::Ints(Vec::new()),
-        });
+        return Ok(DecodedBlock { row_count, presence, values: BlockValues::Ints(Vec::new()) });
     }
     let values = match storage {
         Storage::Fixed16 => {
@@ -670,11 +663,7 @@ fn decode_block(bytes: &[u8], row_count: usize, present: usize, storage: Storage
         }
     };
     r.finish("block")?;
-    Ok(DecodedBlock {
-        row_count,
-        presence,
-        values,
-    })
+    Ok(DecodedBlock { row_count, presence, values })
 }
 
 fn decode_scopes(bytes: &[u8]) -> Result<Vec<Scope>, DecodeError> {
@@ -690,13 +679,7 @@ fn decode_scopes(bytes: &[u8]) -> Result<Vec<Scope>, DecodeError> {
         let dropped_attributes_count = s.varint_u32("scope dropped count")?;
         let attributes = decode_inline_attrs(&mut s)?;
         s.finish("scope")?;
-        scopes.push(Scope {
-            name,
-            version,
-            attributes,
-            dropped_attributes_count,
-            schema_url,
-        });
+        scopes.push(Scope { name, version, attributes, dropped_attributes_count, schema_url });
     }
     r.finish("scopes")?;
     Ok(scopes)
@@ -707,10 +690,7 @@ fn decode_inline_attrs(r: &mut Reader<'_>) -> Result<Vec<KeyValue>, DecodeError>
     let mut attrs = Vec::with_capacity(n);
     for _ in 0..n {
         let key = utf8(r, "attribute key")?;
-        attrs.push(KeyValue {
-            key,
-            value: decode_any(r, 0)?,
-        });
+        attrs.push(KeyValue { key, value: decode_any(r, 0)? });
     }
     Ok(attrs)
 }
@@ -852,10 +832,7 @@ impl RowReader<'_> {
             .ok_or_else(|| self.corrupt(row, "bad status code"))?;
         let status_message = self.string(Intrinsic::StatusMessage as usize, row)?.unwrap_or_default();
         let rest_block = self.block(Intrinsic::Rest as usize, row)?;
-        let blob = rest_block
-            .blob(row % BLOCK_ROWS)
-            .ok_or_else(|| self.corrupt(row, "rest blob missing"))?
-            .to_vec();
+        let blob = rest_block.blob(row % BLOCK_ROWS).ok_or_else(|| self.corrupt(row, "rest blob missing"))?.to_vec();
         let r = &mut Reader::new(&blob);
         let err = |e: DecodeError| e.to_string();
         let flags = r.varint_u32("flags").map_err(err).map_err(|e| self.corrupt(row, e))?;
@@ -864,17 +841,14 @@ impl RowReader<'_> {
         let dropped_events_count = r.varint_u32("dropped").map_err(err).map_err(|e| self.corrupt(row, e))?;
         let dropped_links_count = r.varint_u32("dropped").map_err(err).map_err(|e| self.corrupt(row, e))?;
         let scope_index = r.count("scope", usize::MAX).map_err(err).map_err(|e| self.corrupt(row, e))?;
-        let scope = self
-            .segment
-            .scopes()?
-            .get(scope_index)
-            .cloned()
-            .ok_or_else(|| self.corrupt(row, "scope out of range"))?;
+        let scope =
+            self.segment.scopes()?.get(scope_index).cloned().ok_or_else(|| self.corrupt(row, "scope out of range"))?;
         let resource_dropped = r.varint_u32("dropped").map_err(err).map_err(|e| self.corrupt(row, e))?;
         let resource_schema = utf8(r, "schema url").map_err(err).map_err(|e| self.corrupt(row, e))?;
         let attributes = self.layout(r, row)?;
         let resource_attributes = self.layout(r, row)?;
-        let events_and_links = decode_events_and_links(r, start_unix_nano).map_err(|e| self.corrupt(row, e.to_string()))?;
+        let events_and_links =
+            decode_events_and_links(r, start_unix_nano).map_err(|e| self.corrupt(row, e.to_string()))?;
         r.finish("rest").map_err(|e| self.corrupt(row, e.to_string()))?;
         let (events, links) = events_and_links;
         Ok(Span {
@@ -929,14 +903,7 @@ fn decode_events_and_links(r: &mut Reader<'_>, start: u64) -> Result<(Vec<Event>
         let flags = r.varint_u32("link flags")?;
         let dropped_attributes_count = r.varint_u32("dropped")?;
         let attributes = decode_inline_attrs(r)?;
-        links.push(Link {
-            trace_id,
-            span_id,
-            trace_state,
-            attributes,
-            dropped_attributes_count,
-            flags,
-        });
+        links.push(Link { trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags });
     }
     Ok((events, links))
 }

@@ -1,5 +1,4 @@
 //! Segment round-trip, index and damage tests.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -159,7 +158,10 @@ fn flipped_bits_are_reported_and_other_blocks_stay_readable() {
     let problems = segment.verify();
     assert_eq!(problems.len(), 1, "{problems:?}");
     let text = problems[0].to_string();
-    assert!(text.starts_with(&format!("seg: corrupt at byte {}: chunk checksum mismatch", name_block.offset)), "{text}");
+    assert!(
+        text.starts_with(&format!("seg: corrupt at byte {}: chunk checksum mismatch", name_block.offset)),
+        "{text}"
+    );
     // Rows in other blocks still read.
     assert!(segment.spans(&[0, (2 * BLOCK_ROWS + 5) as u32]).is_ok());
     assert!(segment.spans(&[(BLOCK_ROWS + 5) as u32]).is_err());

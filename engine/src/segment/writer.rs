@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap;
 
 use super::encoding::{encode_bools, encode_ints, encode_strings, pack};
 use super::{
-    bloom_positions, sortable_double, sortable_int, stable_hash, AttrScope, BlockMeta, ChunkRef, ColumnKind, ColumnMeta,
-    Directory, Intrinsic, Storage, ValueType, BITMAP_CARDINALITY_MAX, BLOCK_ROWS, BLOOM_BITS_PER_KEY, SEGMENT_HEADER_SIZE,
-    SEGMENT_MAGIC, SEGMENT_VERSION,
+    bloom_positions, sortable_double, sortable_int, stable_hash, AttrScope, BlockMeta, ChunkRef, ColumnKind,
+    ColumnMeta, Directory, Intrinsic, Storage, ValueType, BITMAP_CARDINALITY_MAX, BLOCK_ROWS, BLOOM_BITS_PER_KEY,
+    SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SEGMENT_VERSION,
 };
 use crate::batch::{Attrs, SpanBatch, ValueView};
 use crate::codec::Writer;
@@ -93,11 +93,7 @@ struct ColumnBuilder {
 
 impl ColumnBuilder {
     fn new(kind: ColumnKind, values: Values) -> Self {
-        ColumnBuilder {
-            kind,
-            rows: Vec::new(),
-            values,
-        }
+        ColumnBuilder { kind, rows: Vec::new(), values }
     }
 
     fn last_row(&self) -> Option<u32> {
@@ -266,14 +262,8 @@ impl SegmentBuilder {
                         ValueType::Double => Values::Double(Vec::new()),
                         ValueType::Bool => Values::Bool(Vec::new()),
                     };
-                    self.attrs.push(ColumnBuilder::new(
-                        ColumnKind::Attr {
-                            scope,
-                            key: key.to_owned(),
-                            value_type,
-                        },
-                        values,
-                    ));
+                    self.attrs
+                        .push(ColumnBuilder::new(ColumnKind::Attr { scope, key: key.to_owned(), value_type }, values));
                     by_key.insert(key.into(), i);
                     i
                 }
@@ -325,7 +315,8 @@ impl SegmentBuilder {
                 *slot = new as u32;
             }
         }
-        let gather = |v: &[u64]| -> Vec<u64> { order.iter().map(|&i| v.get(i as usize).copied().unwrap_or_default()).collect() };
+        let gather =
+            |v: &[u64]| -> Vec<u64> { order.iter().map(|&i| v.get(i as usize).copied().unwrap_or_default()).collect() };
         self.trace_ids = order.iter().map(|&i| self.trace_ids.get(i as usize).copied().unwrap_or_default()).collect();
         self.span_ids = order.iter().map(|&i| self.span_ids.get(i as usize).copied().unwrap_or_default()).collect();
         self.parents = order.iter().map(|&i| self.parents.get(i as usize).copied().unwrap_or_default()).collect();
@@ -543,20 +534,19 @@ impl ColumnBuilder {
 
 /// Parent codes: 0 none, 1 external (the id is in the sparse `ParentId` column), and
 /// `2 + zigzag(parent_row - row)` when the parent is a row of the same trace.
-fn parent_codes(trace_ids: &[[u8; 16]], span_ids: &[[u8; 8]], parents: &[[u8; 8]]) -> (Vec<u64>, Vec<u32>, Vec<[u8; 8]>) {
+fn parent_codes(
+    trace_ids: &[[u8; 16]],
+    span_ids: &[[u8; 8]],
+    parents: &[[u8; 8]],
+) -> (Vec<u64>, Vec<u32>, Vec<[u8; 8]>) {
     let mut codes = Vec::with_capacity(parents.len());
     let mut external_rows = Vec::new();
     let mut external_ids = Vec::new();
     let mut run_start = 0usize;
     while run_start < trace_ids.len() {
         let trace = trace_ids.get(run_start).copied().unwrap_or_default();
-        let run_end = run_start
-            + trace_ids
-                .get(run_start..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|t| **t == trace)
-                .count();
+        let run_end =
+            run_start + trace_ids.get(run_start..).unwrap_or_default().iter().take_while(|t| **t == trace).count();
         let run_spans = span_ids.get(run_start..run_end).unwrap_or_default();
         let lookup: Option<HashMap<[u8; 8], usize>> = (run_spans.len() > 16).then(|| {
             let mut map = HashMap::with_capacity(run_spans.len());
@@ -610,12 +600,7 @@ fn write_chunk(out: &mut Writer, bytes: &[u8], compress: bool) -> ChunkRef {
         }
     }
     out.bytes(bytes);
-    ChunkRef {
-        offset,
-        len: bytes.len() as u32,
-        raw_len: 0,
-        crc: crc32fast::hash(bytes),
-    }
+    ChunkRef { offset, len: bytes.len() as u32, raw_len: 0, crc: crc32fast::hash(bytes) }
 }
 
 /// Splits the present rows of a column by block: for block `b`, the range of indexes
@@ -666,12 +651,7 @@ fn write_blocks(
         write_presence(&mut w, block_rows, b, row_count);
         let (min, max) = if block_rows.is_empty() { (0, 0) } else { encode(&mut w, range) };
         let chunk = write_chunk(out, &w.buf, true);
-        blocks.push(BlockMeta {
-            chunk,
-            present: block_rows.len() as u32,
-            min,
-            max,
-        });
+        blocks.push(BlockMeta { chunk, present: block_rows.len() as u32, min, max });
     }
     blocks
 }
@@ -717,14 +697,18 @@ fn write_sparse_fixed<const N: usize>(
     }
 }
 
-fn write_ints(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: &[u64], row_count: usize, index: bool) -> ColumnMeta {
+fn write_ints(
+    out: &mut Writer,
+    kind: ColumnKind,
+    rows: &[u32],
+    values: &[u64],
+    row_count: usize,
+    index: bool,
+) -> ColumnMeta {
     let blocks = write_blocks(out, rows, row_count, |w, range| {
         let slice = values.get(range).unwrap_or_default();
         encode_ints(w, slice);
-        (
-            slice.iter().copied().min().unwrap_or(0),
-            slice.iter().copied().max().unwrap_or(0),
-        )
+        (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
     });
     let bitmaps = if index { value_bitmaps(out, rows, values) } else { None };
     let cardinality = match &bitmaps {
@@ -872,11 +856,8 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
                 *slot = new as u32;
             }
         }
-        let codes: Vec<u64> = values
-            .codes
-            .iter()
-            .map(|&c| u64::from(remap.get(c as usize).copied().unwrap_or(0)))
-            .collect();
+        let codes: Vec<u64> =
+            values.codes.iter().map(|&c| u64::from(remap.get(c as usize).copied().unwrap_or(0))).collect();
         let sorted: Vec<&str> = order.iter().filter_map(|&i| values.distinct.get(i as usize)).map(|s| &**s).collect();
         let mut dict = Writer::default();
         dict.varint(sorted.len() as u64);
@@ -887,16 +868,10 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
             let slice = codes.get(range).unwrap_or_default();
             w.u8(width);
             pack(w, slice, width);
-            (
-                slice.iter().copied().min().unwrap_or(0),
-                slice.iter().copied().max().unwrap_or(0),
-            )
+            (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
         });
-        let bitmaps = if distinct <= BITMAP_CARDINALITY_MAX {
-            value_bitmaps(out, rows, &codes).map(|(_, c)| c)
-        } else {
-            None
-        };
+        let bitmaps =
+            if distinct <= BITMAP_CARDINALITY_MAX { value_bitmaps(out, rows, &codes).map(|(_, c)| c) } else { None };
         let value_index = if bitmaps.is_none() {
             Some(write_value_index(out, rows, codes.iter().map(|&c| sorted.get(c as usize).copied().unwrap_or(""))))
         } else {
@@ -913,11 +888,8 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
             blocks,
         }
     } else {
-        let strings: Vec<&str> = values
-            .codes
-            .iter()
-            .map(|&c| values.distinct.get(c as usize).map(|s| &**s).unwrap_or(""))
-            .collect();
+        let strings: Vec<&str> =
+            values.codes.iter().map(|&c| values.distinct.get(c as usize).map(|s| &**s).unwrap_or("")).collect();
         write_plain_strings(out, kind, rows, &strings, row_count, distinct as u64)
     }
 }
@@ -976,11 +948,7 @@ fn write_blobs(out: &mut Writer, bytes: &[u8], ends: &[u32], row_count: usize) -
     let all: Vec<u32> = (0..row_count as u32).collect();
     let blocks = write_blocks(out, &all, row_count, |w, range| {
         let start_index = range.start;
-        let first = if start_index == 0 {
-            0
-        } else {
-            ends.get(start_index - 1).copied().unwrap_or(0) as usize
-        };
+        let first = if start_index == 0 { 0 } else { ends.get(start_index - 1).copied().unwrap_or(0) as usize };
         let mut previous = first;
         for &end in ends.get(range.clone()).unwrap_or_default() {
             w.varint((end as usize - previous) as u64);
@@ -1089,7 +1057,10 @@ pub(crate) fn encode_any(w: &mut Writer, value: &AnyValue) {
 }
 
 /// Decodes what [`encode_any`] wrote, refusing nesting deeper than the batch limit.
-pub(crate) fn decode_any(r: &mut crate::codec::Reader<'_>, depth: usize) -> Result<AnyValue, crate::error::DecodeError> {
+pub(crate) fn decode_any(
+    r: &mut crate::codec::Reader<'_>,
+    depth: usize,
+) -> Result<AnyValue, crate::error::DecodeError> {
     if depth > crate::batch::MAX_NESTING_DEPTH {
         return Err(r.error("values nested too deep"));
     }
@@ -1114,10 +1085,7 @@ pub(crate) fn decode_any(r: &mut crate::codec::Reader<'_>, depth: usize) -> Resu
             let mut pairs = Vec::with_capacity(n);
             for _ in 0..n {
                 let key = utf8(r, "map key")?;
-                pairs.push(crate::model::KeyValue {
-                    key,
-                    value: decode_any(r, depth + 1)?,
-                });
+                pairs.push(crate::model::KeyValue { key, value: decode_any(r, depth + 1)? });
             }
             AnyValue::Map(pairs)
         }

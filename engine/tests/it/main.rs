@@ -1,1 +1,9 @@
-//! Integration tests of the engine crate.
+//! Integration tests of the engine crate: one binary, one module per theme.
+
+mod concurrency;
+mod crash;
+mod damage;
+mod power_loss;
+mod segments;
+mod store;
+mod support;

@@ -95,14 +95,7 @@ fn compaction_merges_small_segments_and_queries_see_the_same_spans() {
 fn retention_drops_whole_old_segments_only() {
     let fs = MemFs::new();
     let dir = std::path::Path::new("/data");
-    let store = Store::open(
-        dir,
-        Options {
-            retention: Some(Duration::from_secs(3600)),
-            ..options(&fs)
-        },
-    )
-    .unwrap();
+    let store = Store::open(dir, Options { retention: Some(Duration::from_secs(3600)), ..options(&fs) }).unwrap();
     store.append(support::batch(1, 10)).unwrap();
     store.seal_now().unwrap();
     let (_, newest) = store.snapshot().time_range().unwrap();
@@ -166,13 +159,7 @@ fn power_loss_at_every_operation_of_sealing_and_compaction() {
     use crate::support::CrashFs;
     let dir = std::path::Path::new("/data");
     let run = |fs: &dyn Fn() -> Arc<dyn Fs>, acked: &mut Vec<u64>| {
-        let Ok(store) = Store::open(
-            dir,
-            Options {
-                fs: fs(),
-                ..options(&MemFs::new())
-            },
-        ) else {
+        let Ok(store) = Store::open(dir, Options { fs: fs(), ..options(&MemFs::new()) }) else {
             return;
         };
         for b in 0..8u64 {

@@ -6,12 +6,7 @@ use std::process::Command;
 use spanstore_engine::{AnyValue, KeyValue, Options, Span, SpanBatch, SpanId, Store, TraceId};
 
 fn spanstore(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_spanstore")).arg("--data").arg(data).args(args).output().unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -20,10 +15,7 @@ fn spanstore(data: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn fill(dir: &Path, batches: u64, seal_on_close: bool) {
-    let options = Options {
-        seal_on_close,
-        ..Options::default()
-    };
+    let options = Options { seal_on_close, ..Options::default() };
     let store = Store::open(dir, options).unwrap();
     for b in 0..batches {
         let spans: Vec<Span> = (0..50u64)
@@ -88,11 +80,8 @@ fn inspect_counts_spans_and_data_dir_comes_from_the_environment() {
 fn data_flag_works_after_the_subcommand_and_missing_dirs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let output = Command::new(env!("CARGO_BIN_EXE_spanstore"))
-        .args(["verify", "--data"])
-        .arg(&missing)
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_spanstore")).args(["verify", "--data"]).arg(&missing).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("no spanstore data directory here"), "{err}");
