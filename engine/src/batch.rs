@@ -353,6 +353,53 @@ impl SpanBatch {
             + self.cache.slots.capacity() * size_of::<(u64, StrRef)>()
     }
 
+    /// Gives back the spare capacity of every vector (each grew by doubling, so up to
+    /// half of it can be spare) and drops the builder's string cache: for a batch that
+    /// is done growing and will be kept a while. Costs a reallocation per vector; the
+    /// batch stays the same value and can still grow.
+    pub fn shrink_to_fit(&mut self) {
+        self.strings.shrink_to_fit();
+        self.bytes.shrink_to_fit();
+        for list in [
+            &mut self.nested,
+            &mut self.resource_attrs,
+            &mut self.scope_attrs,
+            &mut self.span_attrs,
+            &mut self.event_attrs,
+            &mut self.link_attrs,
+        ] {
+            list.shrink_to_fit();
+        }
+        self.resources.shrink_to_fit();
+        self.scopes.shrink_to_fit();
+        self.events.shrink_to_fit();
+        self.links.shrink_to_fit();
+        let s = &mut self.spans;
+        s.trace_id.shrink_to_fit();
+        s.span_id.shrink_to_fit();
+        s.parent_span_id.shrink_to_fit();
+        for refs in [&mut s.trace_state, &mut s.name, &mut s.status_message] {
+            refs.shrink_to_fit();
+        }
+        s.kind.shrink_to_fit();
+        s.start_unix_nano.shrink_to_fit();
+        s.duration_ns.shrink_to_fit();
+        s.status_code.shrink_to_fit();
+        for column in [
+            &mut s.flags,
+            &mut s.scope,
+            &mut s.dropped_attributes_count,
+            &mut s.dropped_events_count,
+            &mut s.dropped_links_count,
+            &mut s.attrs_end,
+            &mut s.events_end,
+            &mut s.links_end,
+        ] {
+            column.shrink_to_fit();
+        }
+        self.cache = StrCache::default();
+    }
+
     // ----- building -------------------------------------------------------------------
 
     /// Stores `text` once per batch when it is short enough to be worth looking up
@@ -1336,6 +1383,7 @@ fn encode_inline_attrs(w: &mut Writer, attrs: Attrs<'_>) {
     }
 }
 
+#[inline]
 fn put_ref(w: &mut Writer, r: StrRef) {
     w.varint(u64::from(r.start));
     w.varint(u64::from(r.len));
@@ -1719,6 +1767,35 @@ pub(crate) mod tests {
                 let _ = batch.to_spans();
             }
         }
+    }
+
+    #[test]
+    fn repeated_strings_are_stored_once_per_batch() {
+        let request_id = "f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8";
+        let span = Span {
+            name: "GET /orders".into(),
+            attributes: vec![KeyValue::new("http.request.method", "GET"), KeyValue::new("aws.request_id", request_id)],
+            ..Span::default()
+        };
+        let spans = vec![span; 3000];
+        let mut batch = SpanBatch::from_spans(&spans);
+        // The name, both keys and the short value once; the 36-byte id, longer than
+        // the builder looks up, every time; empty strings take no bytes.
+        let once = "GET /orders".len() + "http.request.method".len() + "GET".len() + "aws.request_id".len();
+        assert_eq!(batch.strings.len(), once + 3000 * request_id.len());
+        batch.validate().unwrap();
+        assert_eq!(batch.to_spans(), spans);
+        let mut writer = Writer::default();
+        batch.encode(&mut writer);
+        assert_eq!(SpanBatch::decode(&writer.buf).unwrap(), batch);
+        let before = batch.memory_size_bytes();
+        batch.shrink_to_fit();
+        assert!(batch.memory_size_bytes() <= before);
+        assert_eq!(batch.to_spans(), spans);
+        // A shrunk batch has no cache but still grows correctly.
+        batch.push_owned_span(&spans[0]);
+        batch.validate().unwrap();
+        assert_eq!(batch.to_span(3000), spans[0]);
     }
 
     #[test]

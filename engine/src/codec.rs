@@ -45,7 +45,23 @@ impl Writer {
 
     /// Unsigned LEB128.
     #[inline]
-    pub fn varint(&mut self, mut value: u64) {
+    pub fn varint(&mut self, value: u64) {
+        // Values below 2^21 (string offsets and lengths, counts, ends) take one capacity
+        // check and one fixed-size store instead of a push per byte; with the rare long
+        // values out of line, this stays small enough to inline (a third off encoding).
+        if value < 1 << 7 {
+            self.buf.push(value as u8);
+        } else if value < 1 << 14 {
+            self.buf.extend_from_slice(&[(value as u8) | 0x80, (value >> 7) as u8]);
+        } else if value < 1 << 21 {
+            self.buf.extend_from_slice(&[(value as u8) | 0x80, ((value >> 7) as u8) | 0x80, (value >> 14) as u8]);
+        } else {
+            self.varint_long(value);
+        }
+    }
+
+    #[cold]
+    fn varint_long(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.buf.push((value as u8) | 0x80);
             value >>= 7;

@@ -45,7 +45,7 @@ pub struct Options {
     pub log_file_size_bytes_target: u64,
     /// Memory the memtable keeps resident before reading older batches back from the log.
     pub memtable_size_bytes_max: usize,
-    /// Compress log records with zstd (level 1).
+    /// Compress log records with zstd (at `log::LOG_ZSTD_LEVEL`).
     pub compress_log: bool,
     /// Seal the memtable into a segment once it holds this many spans.
     pub seal_span_count: usize,
@@ -197,6 +197,13 @@ fn open_segment(fs: &dyn Fs, dir: &Path, entry: &SegmentEntry) -> Result<Segment
     let path = dir.join(segment_file_name(entry.file_number));
     let bytes = fs.map_sealed(&path).map_err(|e| EngineError::io(&path, "open segment", e))?;
     let segment = Segment::open(&path, bytes)?;
+    if segment.file_number() != entry.file_number {
+        return Err(EngineError::corrupt(
+            &path,
+            8,
+            format!("header names segment {}, the manifest says {}", segment.file_number(), entry.file_number),
+        ));
+    }
     if segment.row_count() as u64 != entry.span_count {
         return Err(EngineError::corrupt(
             &path,
@@ -934,6 +941,7 @@ fn replay_file(
         return Ok(());
     }
     memtable.add_file(number, path)?;
+    report.damage.extend(log::header_damage(path, &bytes));
     let scan = log::scan(path, &bytes);
     report.damage.extend(scan.damage);
     if scan.torn {

@@ -253,6 +253,9 @@ fn check_log(path: &Path, bytes: &[u8], newest: bool, sealed: u64, file: &mut Fi
         }
         return;
     }
+    if let Some(err) = log::header_damage(path, bytes) {
+        report.damage.push(err.to_string());
+    }
     let scan = log::scan(path, bytes);
     report.damage.extend(scan.damage.iter().map(Damage::to_string));
     if scan.torn {

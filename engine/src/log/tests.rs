@@ -112,6 +112,17 @@ fn header_checks_name_file_and_problem() {
     assert!(err.to_string().starts_with("l: corrupt at byte 0: bad magic"), "{err}");
     let err = check_header(Path::new("l"), &bytes[..3]).unwrap_err();
     assert!(err.to_string().starts_with("l: corrupt at byte 0"), "{err}");
+    // Reserved bytes and the file number are checked too: every header bit matters.
+    let mut bytes = file_header(9).to_vec();
+    bytes[6] = 1;
+    assert_eq!(check_header(Path::new("l"), &bytes).unwrap(), 9);
+    let err = header_damage(Path::new("l"), &bytes).unwrap();
+    assert_eq!(err.to_string(), "l: corrupt at byte 6: reserved header bytes hold 1, expected 0");
+    let bytes = file_header(9);
+    let name = log_file_name(10);
+    assert!(header_damage(Path::new(&log_file_name(9)), &bytes).is_none());
+    let err = header_damage(Path::new(&name), &bytes).unwrap();
+    assert_eq!(err.to_string(), format!("{name}: corrupt at byte 8: header names log file 9, the file name says 10"));
 }
 
 #[test]
