@@ -128,7 +128,7 @@ impl Manifest {
         let next_file_number = r.u64("next file number").map_err(body_error)?;
         let log_floor = r.u64("log floor").map_err(body_error)?;
         let sealed_sequence = r.u64("sealed sequence").map_err(body_error)?;
-        let count = r.count("segment count", r.remaining() / 32).map_err(body_error)?;
+        let count = r.count("segment count", r.remaining() / 48).map_err(body_error)?;
         let mut segments = Vec::with_capacity(count);
         for _ in 0..count {
             segments.push(SegmentEntry {

@@ -676,7 +676,7 @@ impl Inner {
             batches.push(view.batch(entry)?);
         }
         let refs: Vec<&SpanBatch> = batches.iter().map(|b| b.as_ref()).collect();
-        let number = writer.allocate_file_number();
+        let number = writer.allocate_file_number()?;
         let bytes = build_segment(&refs, number, Some((first_sequence, last_sequence)));
         drop(refs);
         drop(batches);
@@ -784,7 +784,7 @@ impl Inner {
         let refs: Vec<&SpanBatch> = batches.iter().collect();
         let min_sequence = inputs.iter().map(|h| h.entry.min_sequence).min().unwrap_or(0);
         let max_sequence = inputs.iter().map(|h| h.entry.max_sequence).max().unwrap_or(0);
-        let number = writer.allocate_file_number();
+        let number = writer.allocate_file_number()?;
         let bytes = build_segment(&refs, number, Some((min_sequence, max_sequence)));
         drop(refs);
         drop(batches);

@@ -159,11 +159,13 @@ impl LogWriter {
     }
 
     /// Takes a file number for a new file (a segment) from the shared counter.
-    pub fn allocate_file_number(&self) -> u64 {
+    pub fn allocate_file_number(&self) -> Result<u64> {
         let mut next = self.next_file_number.lock();
         let number = *next;
-        *next += 1;
-        number
+        *next = number
+            .checked_add(1)
+            .ok_or_else(|| EngineError::Closed { reason: "file numbers exhausted (u64::MAX reached)".into() })?;
+        Ok(number)
     }
 
     /// Counters since open.
@@ -274,12 +276,7 @@ impl LogWriter {
         // Under every policy: `sync` (and so `flush`) reaches only the active file.
         active.file.sync().map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
         self.stats.lock().syncs += 1;
-        let number = {
-            let mut next = self.next_file_number.lock();
-            let number = *next;
-            *next += 1;
-            number
-        };
+        let number = self.allocate_file_number()?;
         *active = start_file(self.fs.as_ref(), &self.dir, number)?;
         self.sink.new_file(number, &active.path);
         Ok(())

@@ -258,6 +258,10 @@ impl Segment {
         if chunk.raw_len == 0 {
             return Ok(Cow::Borrowed(stored));
         }
+        let declared = zstd::zstd_safe::get_frame_content_size(stored).ok().flatten();
+        if declared != Some(u64::from(chunk.raw_len)) {
+            return Err(EngineError::corrupt(&self.path, chunk.offset, "zstd frame size does not match the directory"));
+        }
         let raw = zstd::bulk::decompress(stored, chunk.raw_len as usize)
             .map_err(|e| EngineError::corrupt(&self.path, chunk.offset, format!("zstd: {e}")))?;
         if raw.len() != chunk.raw_len as usize {
