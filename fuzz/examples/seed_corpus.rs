@@ -122,6 +122,15 @@ fn main() {
     // A record larger than a block, so it is cut into FIRST, MIDDLE and LAST fragments.
     let big = batch(10, 1, 40_000);
 
+    // segment_open: small segments built from the seed batches.
+    for (i, b) in batches.iter().enumerate() {
+        let bytes = spanstore_engine::segment::writer::build_segment(&[b], i as u64 + 1, Some((1, 1)));
+        write(&root.join("segment_open"), &format!("seed-{i}"), &bytes);
+    }
+    let all: Vec<&SpanBatch> = batches.iter().collect();
+    let bytes = spanstore_engine::segment::writer::build_segment(&all, 9, Some((1, 4)));
+    write(&root.join("segment_open"), "seed-all", &bytes);
+
     // batch_decode: batch bodies.
     for (i, b) in batches.iter().chain([&big]).enumerate() {
         let mut w = Writer::default();
