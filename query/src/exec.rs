@@ -1,0 +1,1302 @@
+//! The executor: runs a checked [`Statement`] over an engine [`Snapshot`].
+//!
+//! For each part of the snapshot (sealed segments and in-memory segments of the
+//! memtable) it prunes by time range, turns the WHERE clause into row bitmaps — from the
+//! segment's bitmaps and value indexes where they cover a predicate, by scanning only
+//! the candidate rows where they do not — then reads only the columns the query needs
+//! for the selected rows, groups and aggregates. Parts run on two threads and their
+//! partial aggregates merge.
+//!
+//! Predicates follow SQL's three-valued logic: a comparison with a missing field is
+//! unknown, `NOT unknown` is unknown, and only rows where the WHERE clause is true are
+//! selected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use spanstore_engine::segment::reader::{BlockValues, DecodedBlock, Segment};
+use spanstore_engine::segment::{
+    sortable_int, unsortable_int, AttrScope, ColumnKind, Intrinsic as SegIntrinsic, Storage, ValueType, BLOCK_ROWS,
+};
+use spanstore_engine::snapshot::Part;
+use spanstore_engine::{Snapshot, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+use crate::agg::{AggOutput, AggState};
+use crate::ast::{
+    Aggregate, AggregateExpr, CompareOp, Expr, Field, Intrinsic, Limit, Literal, OrderKey, Query, Scope, SelectItem,
+    Statement, Timeseries,
+};
+use crate::error::{QueryError, Result};
+use crate::value::{GroupKey, QueryResult, Value};
+
+/// Rows a non-aggregate query returns without a LIMIT.
+pub const DEFAULT_ROW_LIMIT: u64 = 100;
+/// Most TIMESERIES buckets a query may produce.
+pub const MAX_BUCKETS: u64 = 10_000;
+/// Most groups a FACET query keeps while it runs; past this, the query fails with a
+/// message instead of exhausting memory.
+pub const MAX_GROUPS: usize = 2_000_000;
+
+/// How a query runs.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    /// "Now", for `N units ago` (ns since the epoch).
+    pub now_unix_nano: i64,
+    /// Set to cancel a running query; it then fails with [`QueryError::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Runs one statement.
+pub fn execute(snapshot: &Snapshot, statement: &Statement, options: &ExecOptions) -> Result<QueryResult> {
+    match statement {
+        Statement::Select(query) => Executor::new(snapshot, options)?.select(query, None),
+        Statement::Trace(trace_id) => trace(snapshot, *trace_id),
+        Statement::Explain(inner) => match inner.as_ref() {
+            Statement::Select(query) => {
+                let mut plan = Vec::new();
+                let result = Executor::new(snapshot, options)?.select(query, Some(&mut plan))?;
+                plan.push(vec![Value::Str("result".into()), Value::Str(format!("{} rows", result.rows.len()))]);
+                Ok(QueryResult { columns: vec!["step".into(), "detail".into()], rows: plan, ..Default::default() })
+            }
+            Statement::Trace(id) => Ok(QueryResult {
+                columns: vec!["step".into(), "detail".into()],
+                rows: vec![vec![
+                    Value::Str("trace".into()),
+                    Value::Str(format!(
+                        "trace {id}: per segment, bloom filter then trace-id zone maps, one block per column"
+                    )),
+                ]],
+                ..Default::default()
+            }),
+            Statement::Explain(_) => Err(QueryError::Internal("EXPLAIN EXPLAIN".into())),
+        },
+    }
+}
+
+fn engine(err: spanstore_engine::EngineError) -> QueryError {
+    QueryError::Engine(err.to_string())
+}
+
+/// The spans of one trace, as rows ordered by start.
+fn trace(snapshot: &Snapshot, trace_id: TraceId) -> Result<QueryResult> {
+    let spans = snapshot.trace(trace_id).map_err(engine)?;
+    Ok(spans_table(&spans))
+}
+
+/// Spans as a table: intrinsics, then every span attribute key, then every resource
+/// attribute key as `resource.<key>`.
+pub fn spans_table(spans: &[Span]) -> QueryResult {
+    let mut span_keys = std::collections::BTreeSet::new();
+    let mut resource_keys = std::collections::BTreeSet::new();
+    for s in spans {
+        span_keys.extend(s.attributes.iter().map(|kv| kv.key.clone()));
+        resource_keys.extend(s.resource.attributes.iter().map(|kv| kv.key.clone()));
+    }
+    let mut columns: Vec<String> = STAR_INTRINSICS.iter().map(|i| i.as_str().to_owned()).collect();
+    columns.extend(span_keys.iter().cloned());
+    columns.extend(resource_keys.iter().map(|k| format!("resource.{k}")));
+    let rows = spans
+        .iter()
+        .map(|s| {
+            let mut row: Vec<Value> = STAR_INTRINSICS.iter().map(|i| intrinsic_of_span(s, *i)).collect();
+            for key in &span_keys {
+                row.push(s.attributes.iter().find(|kv| &kv.key == key).map(|kv| any_value(&kv.value)).unwrap_or(Value::Null));
+            }
+            for key in &resource_keys {
+                row.push(
+                    s.resource
+                        .attributes
+                        .iter()
+                        .find(|kv| &kv.key == key)
+                        .map(|kv| any_value(&kv.value))
+                        .unwrap_or(Value::Null),
+                );
+            }
+            row
+        })
+        .collect();
+    QueryResult { columns, rows, ..Default::default() }
+}
+
+const STAR_INTRINSICS: [Intrinsic; 10] = [
+    Intrinsic::Start,
+    Intrinsic::TraceId,
+    Intrinsic::SpanId,
+    Intrinsic::ParentSpanId,
+    Intrinsic::Service,
+    Intrinsic::Name,
+    Intrinsic::Kind,
+    Intrinsic::Duration,
+    Intrinsic::Status,
+    Intrinsic::StatusMessage,
+];
+
+/// A span attribute value as a result value.
+pub fn any_value(value: &spanstore_engine::AnyValue) -> Value {
+    use spanstore_engine::AnyValue;
+    match value {
+        AnyValue::Str(s) => Value::Str(s.clone()),
+        AnyValue::Int(i) => Value::Int(*i),
+        AnyValue::Double(d) => Value::Float(*d),
+        AnyValue::Bool(b) => Value::Bool(*b),
+        other => Value::Any(other.clone()),
+    }
+}
+
+/// An intrinsic of an owned span (used by `SELECT *` and the reference evaluator).
+pub fn intrinsic_of_span(s: &Span, intrinsic: Intrinsic) -> Value {
+    match intrinsic {
+        Intrinsic::TraceId => Value::TraceId(s.trace_id),
+        Intrinsic::SpanId => Value::SpanId(s.span_id),
+        Intrinsic::ParentSpanId => s.parent_span_id.map(Value::SpanId).unwrap_or(Value::Null),
+        Intrinsic::Name => Value::Str(s.name.clone()),
+        Intrinsic::Kind => Value::Kind(s.kind),
+        Intrinsic::Status => Value::Status(s.status_code),
+        Intrinsic::StatusMessage => {
+            if s.status_message.is_empty() {
+                Value::Null
+            } else {
+                Value::Str(s.status_message.clone())
+            }
+        }
+        Intrinsic::Service => s.service().map(|x| Value::Str(x.to_owned())).unwrap_or(Value::Null),
+        Intrinsic::Start => Value::Timestamp(s.start_unix_nano as i64),
+        Intrinsic::End => Value::Timestamp(s.end_unix_nano() as i64),
+        Intrinsic::Duration => Value::Duration(s.duration_ns as i64),
+    }
+}
+
+/// An attribute of an owned span, with the span-then-resource rule for unscoped names.
+pub fn attribute_of_span(s: &Span, scope: Option<Scope>, key: &str) -> Value {
+    let span = || s.attributes.iter().find(|kv| kv.key == key).map(|kv| any_value(&kv.value));
+    let resource = || s.resource.attributes.iter().find(|kv| kv.key == key).map(|kv| any_value(&kv.value));
+    match scope {
+        Some(Scope::Span) => span(),
+        Some(Scope::Resource) => resource(),
+        None => span().or_else(resource),
+    }
+    .unwrap_or(Value::Null)
+}
+
+/// A field of an owned span.
+pub fn field_of_span(s: &Span, field: &Field) -> Value {
+    match field {
+        Field::Intrinsic(i) => intrinsic_of_span(s, *i),
+        Field::Attribute { scope, key } => attribute_of_span(s, *scope, key),
+    }
+}
+
+// ----- comparisons shared with the reference evaluator ---------------------------------------
+
+/// Compares a value with a literal; `None` when the value is null (unknown).
+pub fn compare(value: &Value, op: CompareOp, literal: &Literal) -> Option<bool> {
+    if value.is_null() {
+        return None;
+    }
+    let ordering = match (value, literal) {
+        (Value::Str(a), Literal::String(b)) => Some(a.as_str().cmp(b.as_str())),
+        (Value::Bool(a), Literal::Bool(b)) => Some(a.cmp(b)),
+        (Value::Kind(a), Literal::Kind(b)) => Some(a.cmp(b)),
+        (Value::Status(a), Literal::Status(b)) => Some(a.cmp(b)),
+        (Value::TraceId(a), Literal::TraceId(b)) => Some(a.cmp(b)),
+        (Value::SpanId(a), Literal::SpanId(b)) => Some(a.cmp(b)),
+        (Value::Int(a) | Value::Timestamp(a) | Value::Duration(a), Literal::Int(b) | Literal::Timestamp(b)) => {
+            Some(a.cmp(b))
+        }
+        (Value::Int(a) | Value::Timestamp(a) | Value::Duration(a), Literal::Duration(b)) => {
+            Some(i128::from(*a).cmp(&i128::from(*b)))
+        }
+        _ => match (value.as_f64(), literal.as_f64()) {
+            (Some(a), Some(b)) => a.partial_cmp(&b),
+            _ => None,
+        },
+    };
+    let Some(ordering) = ordering else {
+        // Present but of another type: the comparison is false (and `!=` true).
+        return Some(op == CompareOp::Ne);
+    };
+    Some(match op {
+        CompareOp::Eq => ordering.is_eq(),
+        CompareOp::Ne => ordering.is_ne(),
+        CompareOp::Lt => ordering.is_lt(),
+        CompareOp::Le => ordering.is_le(),
+        CompareOp::Gt => ordering.is_gt(),
+        CompareOp::Ge => ordering.is_ge(),
+    })
+}
+
+/// SQL LIKE: `%` any run, `_` any one character, case-sensitive.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern.chars().collect();
+    // Iterative matcher with backtracking on the last '%'.
+    let (mut ti, mut pi) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('%') => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            }
+            Some(&c) if c == '_' || Some(&c) == t.get(ti) => {
+                ti += 1;
+                pi += 1;
+            }
+            _ => match star {
+                Some(s) => {
+                    pi = s + 1;
+                    mark += 1;
+                    ti = mark;
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == '%')
+}
+
+/// Evaluates a predicate on one value-producing closure (the reference evaluator's and
+/// the scan path's shared logic). `Some(true/false)`, or `None` for unknown.
+pub fn eval_expr(expr: &Expr, value_of: &mut dyn FnMut(&Field) -> Value) -> Option<bool> {
+    match expr {
+        Expr::Compare { field, op, value } => compare(&value_of(field), *op, value),
+        Expr::In { field, values, negated } => {
+            let v = value_of(field);
+            if v.is_null() {
+                return None;
+            }
+            let found = values.iter().any(|l| compare(&v, CompareOp::Eq, l) == Some(true));
+            Some(found != *negated)
+        }
+        Expr::Like { field, pattern, negated } => match value_of(field) {
+            Value::Null => None,
+            Value::Str(s) => Some(like(&s, pattern) != *negated),
+            _ => Some(*negated),
+        },
+        Expr::IsNull { field, negated } => Some(value_of(field).is_null() != *negated),
+        Expr::Not(inner) => eval_expr(inner, value_of).map(|b| !b),
+        Expr::And(items) => {
+            let mut unknown = false;
+            for item in items {
+                match eval_expr(item, value_of) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            if unknown {
+                None
+            } else {
+                Some(true)
+            }
+        }
+        Expr::Or(items) => {
+            let mut unknown = false;
+            for item in items {
+                match eval_expr(item, value_of) {
+                    Some(true) => return Some(true),
+                    None => unknown = true,
+                    Some(false) => {}
+                }
+            }
+            if unknown {
+                None
+            } else {
+                Some(false)
+            }
+        }
+    }
+}
+
+// ----- reading fields from a segment ---------------------------------------------------------
+
+/// A field resolved against one segment's columns.
+#[derive(Clone, Debug)]
+enum Resolved {
+    Intrinsic(Intrinsic),
+    /// Typed columns that may hold the attribute, in priority order, grouped by scope:
+    /// for an unscoped name, any span column wins over every resource column.
+    Attr { span: Vec<(usize, ValueType)>, resource: Vec<(usize, ValueType)> },
+}
+
+/// Reads values of one segment, keeping decoded blocks for the rows that share them.
+struct Reader<'s> {
+    segment: &'s Segment,
+    blocks: HashMap<(usize, usize), Arc<DecodedBlock>>,
+}
+
+fn attr_columns(segment: &Segment, scope: AttrScope, key: &str) -> Vec<(usize, ValueType)> {
+    [ValueType::Str, ValueType::Int, ValueType::Double, ValueType::Bool]
+        .into_iter()
+        .filter_map(|t| segment.attr_column(scope, key, t).map(|c| (c, t)))
+        .collect()
+}
+
+fn resolve(segment: &Segment, field: &Field) -> Resolved {
+    match field {
+        Field::Intrinsic(Intrinsic::Service) => Resolved::Attr {
+            span: Vec::new(),
+            resource: segment
+                .attr_column(AttrScope::Resource, "service.name", ValueType::Str)
+                .map(|c| vec![(c, ValueType::Str)])
+                .unwrap_or_default(),
+        },
+        Field::Intrinsic(i) => Resolved::Intrinsic(*i),
+        Field::Attribute { scope, key } => {
+            let span = if *scope == Some(Scope::Resource) { Vec::new() } else { attr_columns(segment, AttrScope::Span, key) };
+            let resource =
+                if *scope == Some(Scope::Span) { Vec::new() } else { attr_columns(segment, AttrScope::Resource, key) };
+            Resolved::Attr { span, resource }
+        }
+    }
+}
+
+impl<'s> Reader<'s> {
+    fn new(segment: &'s Segment) -> Self {
+        Reader { segment, blocks: HashMap::new() }
+    }
+
+    fn block(&mut self, column: usize, row: u32) -> Result<Arc<DecodedBlock>> {
+        let key = (column, row as usize / BLOCK_ROWS);
+        if let Some(b) = self.blocks.get(&key) {
+            return Ok(b.clone());
+        }
+        // Keep the cache bounded: one query touches at most a few columns per block.
+        if self.blocks.len() > 256 {
+            self.blocks.clear();
+        }
+        let block = Arc::new(self.segment.read_block(column, key.1).map_err(engine)?);
+        self.blocks.insert(key, block.clone());
+        Ok(block)
+    }
+
+    fn int(&mut self, column: usize, row: u32) -> Result<Option<u64>> {
+        Ok(self.block(column, row)?.int(row as usize % BLOCK_ROWS))
+    }
+
+    fn column_value(&mut self, column: usize, value_type: ValueType, row: u32) -> Result<Value> {
+        let block = self.block(column, row)?;
+        let Some(index) = block.value_index(row as usize % BLOCK_ROWS) else { return Ok(Value::Null) };
+        Ok(match (&block.values, value_type) {
+            (BlockValues::Codes(codes), _) => {
+                let dictionary = self.segment.dictionary(column).map_err(engine)?;
+                codes
+                    .get(index)
+                    .and_then(|&c| dictionary.get(c as usize))
+                    .map(|s| Value::Str(s.clone()))
+                    .unwrap_or(Value::Null)
+            }
+            (BlockValues::Strings(v), _) => v.get(index).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null),
+            (BlockValues::Ints(v), ValueType::Int) => v.get(index).map(|&x| Value::Int(unsortable_int(x))).unwrap_or(Value::Null),
+            (BlockValues::Doubles(v), _) => v.get(index).map(|&x| Value::Float(f64::from_bits(x))).unwrap_or(Value::Null),
+            (BlockValues::Bools(v), _) => v.get(index).map(|&x| Value::Bool(x)).unwrap_or(Value::Null),
+            _ => Value::Null,
+        })
+    }
+
+    fn fixed8(&mut self, column: usize, row: u32) -> Result<Option<[u8; 8]>> {
+        let block = self.block(column, row)?;
+        Ok(match (&block.values, block.value_index(row as usize % BLOCK_ROWS)) {
+            (BlockValues::Fixed8(v), Some(i)) => v.get(i).copied(),
+            _ => None,
+        })
+    }
+
+    fn value(&mut self, resolved: &Resolved, row: u32) -> Result<Value> {
+        match resolved {
+            Resolved::Attr { span, resource } => {
+                for (column, t) in span.iter().chain(resource.iter()) {
+                    let v = self.column_value(*column, *t, row)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                Ok(Value::Null)
+            }
+            Resolved::Intrinsic(i) => self.intrinsic(*i, row),
+        }
+    }
+
+    fn intrinsic(&mut self, intrinsic: Intrinsic, row: u32) -> Result<Value> {
+        let col = |i: SegIntrinsic| i as usize;
+        Ok(match intrinsic {
+            Intrinsic::TraceId => {
+                let block = self.block(col(SegIntrinsic::TraceId), row)?;
+                match (&block.values, block.value_index(row as usize % BLOCK_ROWS)) {
+                    (BlockValues::Fixed16(v), Some(i)) => v.get(i).map(|x| Value::TraceId(TraceId(*x))).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                }
+            }
+            Intrinsic::SpanId => {
+                self.fixed8(col(SegIntrinsic::SpanId), row)?.map(|x| Value::SpanId(SpanId(x))).unwrap_or(Value::Null)
+            }
+            Intrinsic::ParentSpanId => match self.int(col(SegIntrinsic::ParentCode), row)?.unwrap_or(0) {
+                0 => Value::Null,
+                1 => self.fixed8(col(SegIntrinsic::ParentId), row)?.map(|x| Value::SpanId(SpanId(x))).unwrap_or(Value::Null),
+                code => {
+                    let z = code - 2;
+                    let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                    let parent = i64::from(row) + delta;
+                    match u32::try_from(parent) {
+                        Ok(parent) if (parent as usize) < self.segment.row_count() => self
+                            .fixed8(col(SegIntrinsic::SpanId), parent)?
+                            .map(|x| Value::SpanId(SpanId(x)))
+                            .unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    }
+                }
+            },
+            Intrinsic::Name => self.column_value(col(SegIntrinsic::Name), ValueType::Str, row)?,
+            Intrinsic::StatusMessage => self.column_value(col(SegIntrinsic::StatusMessage), ValueType::Str, row)?,
+            Intrinsic::Kind => self
+                .int(col(SegIntrinsic::Kind), row)?
+                .and_then(|k| u8::try_from(k).ok())
+                .and_then(SpanKind::from_code)
+                .map(Value::Kind)
+                .unwrap_or(Value::Null),
+            Intrinsic::Status => self
+                .int(col(SegIntrinsic::Status), row)?
+                .and_then(|k| u8::try_from(k).ok())
+                .and_then(StatusCode::from_code)
+                .map(Value::Status)
+                .unwrap_or(Value::Null),
+            Intrinsic::Start => self.int(col(SegIntrinsic::Start), row)?.map(|s| Value::Timestamp(s as i64)).unwrap_or(Value::Null),
+            Intrinsic::Duration => {
+                self.int(col(SegIntrinsic::Duration), row)?.map(|s| Value::Duration(s as i64)).unwrap_or(Value::Null)
+            }
+            Intrinsic::End => {
+                let start = self.int(col(SegIntrinsic::Start), row)?.unwrap_or(0);
+                let duration = self.int(col(SegIntrinsic::Duration), row)?.unwrap_or(0);
+                Value::Timestamp(start.saturating_add(duration) as i64)
+            }
+            Intrinsic::Service => Value::Null,
+        })
+    }
+}
+
+// ----- predicates to bitmaps -----------------------------------------------------------------
+
+/// Rows where an expression is true, and (when asked) where it is false.
+struct Tri {
+    t: RoaringBitmap,
+    f: RoaringBitmap,
+}
+
+struct Planner<'s, 'p> {
+    segment: &'s Segment,
+    reader: Reader<'s>,
+    plan: Option<&'p mut Vec<String>>,
+    cancel: Option<&'p AtomicBool>,
+}
+
+impl Planner<'_, '_> {
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(plan) = self.plan.as_mut() {
+            plan.push(text());
+        }
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(AtomicOrdering::Relaxed)) {
+            return Err(QueryError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Rows of `candidates` where `expr` is true (`t`) and, if `need_false`, false (`f`).
+    fn eval(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Tri> {
+        self.check_cancel()?;
+        match expr {
+            Expr::Not(inner) => {
+                let tri = self.eval(inner, candidates, true)?;
+                Ok(Tri { t: tri.f, f: tri.t })
+            }
+            Expr::And(items) => {
+                // Indexed leaves first: they narrow the candidates the others scan.
+                let mut order: Vec<&Expr> = items.iter().collect();
+                order.sort_by_key(|e| !self.indexable(e));
+                let mut t = candidates.clone();
+                let mut f = RoaringBitmap::new();
+                for item in order {
+                    let tri = self.eval(item, &t, need_false)?;
+                    if need_false {
+                        f |= &tri.f;
+                    }
+                    t = tri.t;
+                }
+                if need_false {
+                    // Rows removed from `t` by an unknown are not false.
+                    f &= candidates;
+                }
+                Ok(Tri { t, f })
+            }
+            Expr::Or(items) => {
+                let mut t = RoaringBitmap::new();
+                let mut f = candidates.clone();
+                for item in items {
+                    let tri = self.eval(item, candidates, need_false)?;
+                    t |= &tri.t;
+                    if need_false {
+                        f &= &tri.f;
+                    }
+                }
+                if !need_false {
+                    f = RoaringBitmap::new();
+                }
+                Ok(Tri { t, f })
+            }
+            leaf => {
+                if !need_false {
+                    if let Some(t) = self.index_lookup(leaf, candidates)? {
+                        return Ok(Tri { t, f: RoaringBitmap::new() });
+                    }
+                }
+                self.scan(leaf, candidates, need_false)
+            }
+        }
+    }
+
+    fn indexable(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Compare { field, op: CompareOp::Eq, value } => self.index_plan(field, std::slice::from_ref(value)).is_some(),
+            Expr::In { field, values, negated: false } => self.index_plan(field, values).is_some(),
+            _ => false,
+        }
+    }
+
+    /// For an equality (or IN) on an indexed column: the column and the keys to look up.
+    fn index_plan(&self, field: &Field, values: &[Literal]) -> Option<(usize, Vec<IndexKey>)> {
+        let segment = self.segment;
+        match resolve(segment, field) {
+            Resolved::Intrinsic(i) => {
+                let (column, keys) = match i {
+                    Intrinsic::Name => (SegIntrinsic::Name as usize, strings(values)?),
+                    Intrinsic::Kind => (
+                        SegIntrinsic::Kind as usize,
+                        values
+                            .iter()
+                            .map(|v| match v {
+                                Literal::Kind(k) => Some(IndexKey::Raw(*k as u64)),
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()?,
+                    ),
+                    Intrinsic::Status => (
+                        SegIntrinsic::Status as usize,
+                        values
+                            .iter()
+                            .map(|v| match v {
+                                Literal::Status(s) => Some(IndexKey::Raw(*s as u64)),
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()?,
+                    ),
+                    _ => return None,
+                };
+                let meta = segment.column_meta(column).ok()?;
+                let usable = meta.bitmaps.is_some() || (meta.value_index.is_some() && matches!(keys.first(), Some(IndexKey::Str(_))));
+                usable.then_some((column, keys))
+            }
+            Resolved::Attr { span, resource } => {
+                // The span-then-resource rule is exact through an index only when one
+                // scope holds the key in this segment.
+                let columns = if resource.is_empty() {
+                    span
+                } else if span.is_empty() {
+                    resource
+                } else {
+                    return None;
+                };
+                // One literal type, and a column of that type with an index.
+                let value_type = match values.first()? {
+                    Literal::String(_) => ValueType::Str,
+                    Literal::Int(_) => ValueType::Int,
+                    Literal::Bool(_) => ValueType::Bool,
+                    _ => return None,
+                };
+                let column = columns.iter().find(|(_, t)| *t == value_type).map(|(c, _)| *c);
+                let Some(column) = column else {
+                    // No column of that type: nothing matches (an empty lookup).
+                    return Some((usize::MAX, Vec::new()));
+                };
+                let keys = values
+                    .iter()
+                    .map(|v| match (v, value_type) {
+                        (Literal::String(s), ValueType::Str) => Some(IndexKey::Str(s.clone())),
+                        (Literal::Int(i), ValueType::Int) => Some(IndexKey::Raw(sortable_int(*i))),
+                        (Literal::Bool(b), ValueType::Bool) => Some(IndexKey::Raw(u64::from(*b))),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                let meta = segment.column_meta(column).ok()?;
+                let usable = meta.bitmaps.is_some()
+                    || (meta.value_index.is_some() && matches!(meta.storage, Storage::Dict | Storage::Strings));
+                usable.then_some((column, keys))
+            }
+        }
+    }
+
+    fn index_lookup(&mut self, expr: &Expr, candidates: &RoaringBitmap) -> Result<Option<RoaringBitmap>> {
+        let (field, values) = match expr {
+            Expr::Compare { field, op: CompareOp::Eq, value } => (field, std::slice::from_ref(value)),
+            Expr::In { field, values, negated: false } => (field, values.as_slice()),
+            _ => return Ok(None),
+        };
+        let Some((column, keys)) = self.index_plan(field, values) else { return Ok(None) };
+        if column == usize::MAX {
+            self.note(|| format!("{expr}: no column of that type here, no rows"));
+            return Ok(Some(RoaringBitmap::new()));
+        }
+        let segment = self.segment;
+        let meta = segment.column_meta(column).map_err(engine)?;
+        let mut rows = RoaringBitmap::new();
+        let method = if meta.bitmaps.is_some() { "bitmap index" } else { "value index" };
+        for key in &keys {
+            let found = match key {
+                IndexKey::Str(s) => segment.lookup_str(column, s).map_err(engine)?,
+                IndexKey::Raw(k) => segment.bitmap(column, *k).map_err(engine)?,
+            };
+            match found {
+                Some(bitmap) => rows |= bitmap,
+                None => return Ok(None),
+            }
+        }
+        rows &= candidates;
+        let count = rows.len();
+        self.note(|| format!("{expr}: {method} on {}, {count} rows", column_label(&meta.kind)));
+        Ok(Some(rows))
+    }
+
+    fn scan(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Tri> {
+        let fields = expr_fields(expr);
+        let resolved: Vec<(Field, Resolved)> = fields.into_iter().map(|f| {
+            let r = resolve(self.segment, &f);
+            (f, r)
+        }).collect();
+        let mut t = RoaringBitmap::new();
+        let mut f = RoaringBitmap::new();
+        let mut scanned = 0u64;
+        for row in candidates.iter() {
+            if scanned % 65_536 == 0 {
+                self.check_cancel()?;
+            }
+            scanned += 1;
+            let mut error = None;
+            let reader = &mut self.reader;
+            let outcome = eval_expr(expr, &mut |field: &Field| {
+                let Some((_, r)) = resolved.iter().find(|(f, _)| f == field) else { return Value::Null };
+                match reader.value(r, row) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        error = Some(e);
+                        Value::Null
+                    }
+                }
+            });
+            if let Some(e) = error {
+                return Err(e);
+            }
+            match outcome {
+                Some(true) => {
+                    t.insert(row);
+                }
+                Some(false) if need_false => {
+                    f.insert(row);
+                }
+                _ => {}
+            }
+        }
+        let count = t.len();
+        self.note(|| format!("{expr}: scanned {scanned} rows, {count} match"));
+        Ok(Tri { t, f })
+    }
+}
+
+enum IndexKey {
+    Str(String),
+    Raw(u64),
+}
+
+fn strings(values: &[Literal]) -> Option<Vec<IndexKey>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Literal::String(s) => Some(IndexKey::Str(s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn column_label(kind: &ColumnKind) -> String {
+    spanstore_engine::segment::reader::column_name(kind)
+}
+
+fn expr_fields(expr: &Expr) -> Vec<Field> {
+    let mut out = Vec::new();
+    fn walk(expr: &Expr, out: &mut Vec<Field>) {
+        match expr {
+            Expr::Compare { field, .. } | Expr::In { field, .. } | Expr::Like { field, .. } | Expr::IsNull { field, .. } => {
+                if !out.contains(field) {
+                    out.push(field.clone());
+                }
+            }
+            Expr::Not(inner) => walk(inner, out),
+            Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| walk(e, out)),
+        }
+    }
+    walk(expr, &mut out);
+    out
+}
+
+// ----- select ------------------------------------------------------------------------------
+
+/// One output column of an aggregate query.
+struct AggColumn {
+    /// Index of the select item.
+    item: usize,
+    /// For multi-valued aggregates (percentiles), which value.
+    part: usize,
+    name: String,
+}
+
+struct Executor<'a> {
+    snapshot: &'a Snapshot,
+    options: &'a ExecOptions,
+    parts: Vec<Part>,
+}
+
+/// A group's partial state: its key values and one state per aggregate.
+struct Group {
+    keys: Vec<Value>,
+    states: Vec<AggState>,
+}
+
+type Groups = HashMap<(Vec<GroupKey>, Option<i64>), Group>;
+
+impl<'a> Executor<'a> {
+    fn new(snapshot: &'a Snapshot, options: &'a ExecOptions) -> Result<Self> {
+        let parts = snapshot.parts().map_err(engine)?;
+        Ok(Executor { snapshot, options, parts })
+    }
+
+    fn select(&self, query: &Query, mut plan: Option<&mut Vec<Vec<Value>>>) -> Result<QueryResult> {
+        let _ = self.snapshot;
+        let (since, until) = query.time_range(self.options.now_unix_nano);
+        let aggregates: Vec<&Aggregate> = query
+            .select
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::Aggregate { expr, .. } => Some(expr.aggregates()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let interval = match query.timeseries {
+            None => None,
+            Some(Timeseries::Interval(ns)) => Some(ns.max(1) as i64),
+            Some(Timeseries::Auto) => {
+                let (lo, hi) = self.data_range(since, until);
+                Some(auto_interval(hi.saturating_sub(lo)))
+            }
+        };
+        if let (Some(interval), Some(lo), Some(hi)) = (interval, since, until) {
+            if (hi.saturating_sub(lo) / interval) as u64 > MAX_BUCKETS {
+                return Err(QueryError::Execution(format!(
+                    "TIMESERIES would make more than {MAX_BUCKETS} buckets; use a larger interval or AUTO"
+                )));
+            }
+        }
+        // Run every part (two threads), collecting partial groups or rows.
+        let outputs = self.run_parts(query, since, until, interval, &aggregates, plan.is_some())?;
+        if let Some(plan) = plan.as_deref_mut() {
+            for (name, notes) in outputs.iter().map(|o| (&o.name, &o.notes)) {
+                for note in notes {
+                    plan.push(vec![Value::Str(name.clone()), Value::Str(note.clone())]);
+                }
+            }
+        }
+        if query.is_aggregate() {
+            let mut groups: Groups = HashMap::new();
+            for output in outputs {
+                for (key, group) in output.groups {
+                    match groups.get_mut(&key) {
+                        Some(existing) => {
+                            for (a, b) in existing.states.iter_mut().zip(group.states) {
+                                a.merge(b);
+                            }
+                        }
+                        None => {
+                            groups.insert(key, group);
+                        }
+                    }
+                }
+            }
+            self.finish_aggregate(query, groups, &aggregates, since, until, interval)
+        } else {
+            let mut rows: Vec<(Vec<Value>, usize, u32)> = Vec::new();
+            for output in outputs {
+                rows.extend(output.rows);
+            }
+            self.finish_rows(query, rows)
+        }
+    }
+
+    /// The time range to bucket over: the query's bounds, or the data's.
+    fn data_range(&self, since: Option<i64>, until: Option<i64>) -> (i64, i64) {
+        let (lo, hi) = self.snapshot.time_range().map(|(a, b)| (a as i64, b as i64 + 1)).unwrap_or((0, 1));
+        (since.unwrap_or(lo), until.unwrap_or(hi))
+    }
+
+    fn run_parts(
+        &self,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        interval: Option<i64>,
+        aggregates: &[&Aggregate],
+        explain: bool,
+    ) -> Result<Vec<PartOutput>> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: parking_lot_free::Slots<Result<PartOutput>> = parking_lot_free::Slots::new(self.parts.len());
+        let work = || loop {
+            let index = next.fetch_add(1, AtomicOrdering::Relaxed);
+            let Some(part) = self.parts.get(index) else { break };
+            let outcome = self.run_part(part, index, query, since, until, interval, aggregates, explain);
+            results.set(index, outcome);
+        };
+        std::thread::scope(|scope| {
+            if self.parts.len() > 1 {
+                scope.spawn(work);
+            }
+            work();
+        });
+        results.into_vec().into_iter().collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_part(
+        &self,
+        part: &Part,
+        index: usize,
+        query: &Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        interval: Option<i64>,
+        aggregates: &[&Aggregate],
+        explain: bool,
+    ) -> Result<PartOutput> {
+        let segment = part.segment();
+        let mut output = PartOutput { name: part.name(), notes: Vec::new(), groups: HashMap::new(), rows: Vec::new() };
+        let rows = segment.row_count() as u32;
+        let (seg_lo, seg_hi) = (segment.directory().min_start_unix_nano as i64, segment.directory().max_start_unix_nano as i64);
+        if rows == 0 || since.is_some_and(|s| seg_hi < s) || until.is_some_and(|u| seg_lo >= u) {
+            if explain {
+                output.notes.push(format!("pruned by time range ({rows} rows)"));
+            }
+            return Ok(output);
+        }
+        // Candidates: rows in blocks whose start zone map meets the time range.
+        let mut candidates = RoaringBitmap::new();
+        let start_meta = segment.column_meta(SegIntrinsic::Start as usize).map_err(engine)?;
+        let mut pruned_blocks = 0;
+        for (b, block) in start_meta.blocks.iter().enumerate() {
+            let lo = block.min as i64;
+            let hi = block.max as i64;
+            if since.is_some_and(|s| hi < s) || until.is_some_and(|u| lo >= u) {
+                pruned_blocks += 1;
+                continue;
+            }
+            let first = (b * BLOCK_ROWS) as u32;
+            let last = (first + BLOCK_ROWS as u32).min(rows);
+            candidates.insert_range(first..last);
+        }
+        let mut notes = Vec::new();
+        let mut planner = Planner {
+            segment,
+            reader: Reader::new(segment),
+            plan: if explain { Some(&mut notes) } else { None },
+            cancel: self.options.cancel.as_deref(),
+        };
+        if explain {
+            planner.note(|| format!("{rows} rows, {} blocks pruned by time", pruned_blocks));
+        }
+        if since.is_some() || until.is_some() {
+            let mut bounds = Vec::new();
+            if let Some(s) = since {
+                bounds.push(Expr::Compare { field: Field::Intrinsic(Intrinsic::Start), op: CompareOp::Ge, value: Literal::Timestamp(s) });
+            }
+            if let Some(u) = until {
+                bounds.push(Expr::Compare { field: Field::Intrinsic(Intrinsic::Start), op: CompareOp::Lt, value: Literal::Timestamp(u) });
+            }
+            let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
+            candidates = planner.eval(&bound, &candidates, false)?.t;
+        }
+        let selected = match &query.filter {
+            Some(filter) => planner.eval(filter, &candidates, false)?.t,
+            None => candidates,
+        };
+        // Filters of filter(...) aggregates, evaluated once per part.
+        let mut filter_sets: Vec<Option<RoaringBitmap>> = Vec::with_capacity(aggregates.len());
+        for aggregate in aggregates {
+            filter_sets.push(match aggregate {
+                Aggregate::Filter { filter, .. } => Some(planner.eval(filter, &selected, false)?.t),
+                _ => None,
+            });
+        }
+        let count = selected.len();
+        planner.note(|| format!("{count} rows selected"));
+        let mut reader = std::mem::replace(&mut planner.reader, Reader::new(segment));
+        drop(planner);
+        output.notes = notes;
+        if query.is_aggregate() {
+            let facets: Vec<Resolved> = query.facets.iter().map(|f| resolve(segment, f)).collect();
+            let inputs: Vec<Option<Resolved>> = aggregates.iter().map(|a| agg_field(a).map(|f| resolve(segment, f))).collect();
+            for (n, row) in selected.iter().enumerate() {
+                if n % 65_536 == 0 && self.options.cancel.as_deref().is_some_and(|c| c.load(AtomicOrdering::Relaxed)) {
+                    return Err(QueryError::Cancelled);
+                }
+                let mut keys = Vec::with_capacity(facets.len());
+                for facet in &facets {
+                    keys.push(reader.value(facet, row)?);
+                }
+                let bucket = match interval {
+                    Some(interval) => {
+                        let start = reader.intrinsic(Intrinsic::Start, row)?.as_f64().unwrap_or(0.0) as i64;
+                        Some(start.div_euclid(interval) * interval)
+                    }
+                    None => None,
+                };
+                let group_key = (keys.iter().map(Value::group_key).collect::<Vec<_>>(), bucket);
+                if !output.groups.contains_key(&group_key) && output.groups.len() >= MAX_GROUPS {
+                    return Err(QueryError::Execution(format!(
+                        "more than {MAX_GROUPS} groups; narrow the WHERE clause or FACET on fewer values"
+                    )));
+                }
+                let group = output.groups.entry(group_key).or_insert_with(|| Group {
+                    keys,
+                    states: aggregates.iter().map(|a| AggState::new(a)).collect(),
+                });
+                for (a, state) in group.states.iter_mut().enumerate() {
+                    if let Some(Some(set)) = filter_sets.get(a) {
+                        if !set.contains(row) {
+                            continue;
+                        }
+                    }
+                    let value = match inputs.get(a) {
+                        Some(Some(r)) => reader.value(r, row)?,
+                        _ => Value::Null,
+                    };
+                    state.add(&value);
+                }
+            }
+        } else {
+            let order_fields: Vec<Resolved> = query
+                .order_by
+                .iter()
+                .filter_map(|o| match &o.key {
+                    OrderKey::Field(f) => Some(resolve(segment, f)),
+                    OrderKey::Aggregate(_) => None,
+                })
+                .collect();
+            let default_order = query.order_by.is_empty();
+            for row in selected.iter() {
+                let key = if default_order {
+                    vec![reader.intrinsic(Intrinsic::Start, row)?]
+                } else {
+                    order_fields.iter().map(|r| reader.value(r, row)).collect::<Result<Vec<_>>>()?
+                };
+                output.rows.push((key, index, row));
+            }
+        }
+        Ok(output)
+    }
+
+    fn finish_rows(&self, query: &Query, mut rows: Vec<(Vec<Value>, usize, u32)>) -> Result<QueryResult> {
+        let descending: Vec<bool> = if query.order_by.is_empty() { vec![true] } else { query.order_by.iter().map(|o| o.descending).collect() };
+        rows.sort_by(|a, b| {
+            for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
+                let o = x.total_cmp(y);
+                let o = if descending.get(i).copied().unwrap_or(false) { o.reverse() } else { o };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            (a.1, a.2).cmp(&(b.1, b.2))
+        });
+        let limit = match query.limit {
+            Some(Limit::N(n)) => n as usize,
+            Some(Limit::Max) => usize::MAX,
+            None => DEFAULT_ROW_LIMIT as usize,
+        };
+        rows.truncate(limit);
+        // Materialize the spans of the rows kept, part by part.
+        let mut by_part: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+        for (_, part, row) in &rows {
+            by_part.entry(*part).or_default().push(*row);
+        }
+        let mut spans: HashMap<(usize, u32), Span> = HashMap::new();
+        for (part, part_rows) in by_part {
+            let segment = self.parts.get(part).map(|p| p.segment()).ok_or_else(|| QueryError::Internal("part".into()))?;
+            let materialized = segment.spans(&part_rows).map_err(engine)?;
+            for (row, span) in part_rows.into_iter().zip(materialized) {
+                spans.insert((part, row), span);
+            }
+        }
+        let ordered: Vec<Span> = rows.iter().filter_map(|(_, p, r)| spans.remove(&(*p, *r))).collect();
+        let star = query.select.iter().any(|s| matches!(s, SelectItem::Star));
+        if star {
+            return Ok(spans_table(&ordered));
+        }
+        let fields: Vec<&Field> = query
+            .select
+            .iter()
+            .filter_map(|s| match s {
+                SelectItem::Field(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        Ok(QueryResult {
+            columns: fields.iter().map(|f| f.to_string()).collect(),
+            rows: ordered.iter().map(|s| fields.iter().map(|f| field_of_span(s, f)).collect()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn finish_aggregate(
+        &self,
+        query: &Query,
+        groups: Groups,
+        aggregates: &[&Aggregate],
+        since: Option<i64>,
+        until: Option<i64>,
+        interval: Option<i64>,
+    ) -> Result<QueryResult> {
+        // Output columns.
+        let mut columns: Vec<AggColumn> = Vec::new();
+        for (i, item) in query.select.iter().enumerate() {
+            if let SelectItem::Aggregate { expr, alias } = item {
+                match expr {
+                    AggregateExpr::Aggregate(Aggregate::Percentile { field, percentiles }) if alias.is_none() => {
+                        for (p, value) in percentiles.iter().enumerate() {
+                            columns.push(AggColumn { item: i, part: p, name: format!("percentile({field}, {})", fmt_number(*value)) });
+                        }
+                    }
+                    _ => columns.push(AggColumn { item: i, part: 0, name: item.column_name() }),
+                }
+            }
+        }
+        // Evaluate every group's aggregate columns.
+        let (range_lo, range_hi) = self.data_range(since, until);
+        let window = match interval {
+            Some(interval) => interval,
+            None => range_hi.saturating_sub(range_lo).max(1),
+        };
+        let evaluate = |states: &[AggState]| -> Vec<Value> {
+            columns
+                .iter()
+                .map(|c| match query.select.get(c.item) {
+                    Some(SelectItem::Aggregate { expr, .. }) => eval_agg_expr(expr, states, aggregates, c.part, window),
+                    _ => Value::Null,
+                })
+                .collect()
+        };
+        // Totals per facet key (over all buckets) decide which facets are shown.
+        let mut totals: HashMap<Vec<GroupKey>, (Vec<Value>, Vec<AggState>)> = HashMap::new();
+        for ((keys, _), group) in &groups {
+            let entry = totals
+                .entry(keys.clone())
+                .or_insert_with(|| (group.keys.clone(), aggregates.iter().map(|a| AggState::new(a)).collect()));
+            for (a, b) in entry.1.iter_mut().zip(&group.states) {
+                a.merge(b.clone());
+            }
+        }
+        if totals.is_empty() && query.facets.is_empty() {
+            totals.insert(Vec::new(), (Vec::new(), aggregates.iter().map(|a| AggState::new(a)).collect()));
+        }
+        let mut facet_rows: Vec<(Vec<GroupKey>, Vec<Value>, Vec<Value>)> =
+            totals.into_iter().map(|(k, (keys, states))| (k, keys, evaluate(&states))).collect();
+        // Order: ORDER BY, else the first aggregate column descending, then keys.
+        let order: Vec<(Option<usize>, Option<usize>, bool)> = if query.order_by.is_empty() {
+            vec![(Some(0), None, true)]
+        } else {
+            query
+                .order_by
+                .iter()
+                .map(|o| match &o.key {
+                    OrderKey::Aggregate(expr) => {
+                        let position = query.select.iter().position(|s| matches!(s, SelectItem::Aggregate { expr: e, .. } if e == expr));
+                        let column = position.and_then(|p| columns.iter().position(|c| c.item == p));
+                        (column, None, o.descending)
+                    }
+                    OrderKey::Field(f) => (None, query.facets.iter().position(|x| x == f), o.descending),
+                })
+                .collect()
+        };
+        facet_rows.sort_by(|a, b| {
+            for (column, facet, descending) in &order {
+                let (x, y) = match (column, facet) {
+                    (Some(c), _) => (a.2.get(*c), b.2.get(*c)),
+                    (None, Some(f)) => (a.1.get(*f), b.1.get(*f)),
+                    _ => (None, None),
+                };
+                let o = match (x, y) {
+                    (Some(x), Some(y)) => x.total_cmp(y),
+                    _ => std::cmp::Ordering::Equal,
+                };
+                let o = if *descending { o.reverse() } else { o };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            a.0.cmp(&b.0)
+        });
+        let limit = match query.limit {
+            Some(Limit::N(n)) => n as usize,
+            Some(Limit::Max) => usize::MAX,
+            None if !query.facets.is_empty() => Query::DEFAULT_FACET_LIMIT as usize,
+            None => usize::MAX,
+        };
+        facet_rows.truncate(limit);
+        let mut names: Vec<String> = Vec::new();
+        if interval.is_some() {
+            names.push("timestamp".into());
+        }
+        names.extend(query.facets.iter().map(|f| f.to_string()));
+        names.extend(columns.iter().map(|c| c.name.clone()));
+        let mut rows = Vec::new();
+        match interval {
+            None => {
+                for (_, keys, values) in facet_rows {
+                    let mut row = keys;
+                    row.extend(values);
+                    rows.push(row);
+                }
+            }
+            Some(interval) => {
+                let first = range_lo.div_euclid(interval) * interval;
+                let last = (range_hi - 1).div_euclid(interval) * interval;
+                if ((last - first) / interval) as u64 + 1 > MAX_BUCKETS {
+                    return Err(QueryError::Execution(format!(
+                        "TIMESERIES would make more than {MAX_BUCKETS} buckets; use a larger interval or AUTO"
+                    )));
+                }
+                let empty: Vec<AggState> = aggregates.iter().map(|a| AggState::new(a)).collect();
+                let mut bucket = first;
+                while bucket <= last {
+                    for (key, keys, _) in &facet_rows {
+                        let states = groups.get(&(key.clone(), Some(bucket))).map(|g| g.states.as_slice()).unwrap_or(&empty);
+                        let mut row = vec![Value::Timestamp(bucket)];
+                        row.extend(keys.iter().cloned());
+                        row.extend(evaluate(states));
+                        rows.push(row);
+                    }
+                    bucket += interval;
+                }
+            }
+        }
+        Ok(QueryResult { columns: names, rows, timeseries: interval.is_some(), facet_count: query.facets.len() })
+    }
+}
+
+fn fmt_number(v: f64) -> String {
+    if v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The field an aggregate reads, if any.
+fn agg_field(aggregate: &Aggregate) -> Option<&Field> {
+    match aggregate {
+        Aggregate::Count(f) => f.as_ref(),
+        Aggregate::Sum(f) | Aggregate::Avg(f) | Aggregate::Min(f) | Aggregate::Max(f) | Aggregate::Uniq(f) => Some(f),
+        Aggregate::Percentile { field, .. } | Aggregate::Histogram { field, .. } => Some(field),
+        Aggregate::Rate { aggregate, .. } | Aggregate::Filter { aggregate, .. } => agg_field(aggregate),
+    }
+}
+
+/// Evaluates an aggregate expression: `part` picks one value of a multi-valued
+/// aggregate; arithmetic works on numbers (division by zero gives null).
+fn eval_agg_expr(expr: &AggregateExpr, states: &[AggState], aggregates: &[&Aggregate], part: usize, window_ns: i64) -> Value {
+    match expr {
+        AggregateExpr::Aggregate(a) => {
+            let index = aggregates.iter().position(|x| std::ptr::eq(*x, a));
+            match index.and_then(|i| states.get(i)) {
+                Some(state) => match state.output(window_ns) {
+                    AggOutput::One(v) => v,
+                    AggOutput::Many(values) => values.get(part).cloned().unwrap_or(Value::Null),
+                },
+                None => Value::Null,
+            }
+        }
+        AggregateExpr::Number(n) => Value::Float(*n),
+        AggregateExpr::Neg(inner) => match eval_agg_expr(inner, states, aggregates, 0, window_ns).as_f64() {
+            Some(v) => Value::Float(-v),
+            None => Value::Null,
+        },
+        AggregateExpr::Binary { op, left, right } => {
+            let (Some(a), Some(b)) = (
+                eval_agg_expr(left, states, aggregates, 0, window_ns).as_f64(),
+                eval_agg_expr(right, states, aggregates, 0, window_ns).as_f64(),
+            ) else {
+                return Value::Null;
+            };
+            let v = match op {
+                crate::ast::ArithOp::Add => a + b,
+                crate::ast::ArithOp::Sub => a - b,
+                crate::ast::ArithOp::Mul => a * b,
+                crate::ast::ArithOp::Div => {
+                    if b == 0.0 {
+                        return Value::Null;
+                    }
+                    a / b
+                }
+            };
+            Value::Float(v)
+        }
+    }
+}
+
+/// An interval giving about 60 buckets over `span_ns`, from a list of round ones.
+pub fn auto_interval(span_ns: i64) -> i64 {
+    const S: i64 = 1_000_000_000;
+    const NICE: [i64; 14] = [S, 5 * S, 10 * S, 30 * S, 60 * S, 300 * S, 600 * S, 1800 * S, 3600 * S, 3 * 3600 * S, 6 * 3600 * S, 12 * 3600 * S, 86_400 * S, 7 * 86_400 * S];
+    NICE.iter().copied().find(|&i| span_ns / i <= 60).unwrap_or(7 * 86_400 * S)
+}
+
+struct PartOutput {
+    name: String,
+    notes: Vec<String>,
+    groups: Groups,
+    rows: Vec<(Vec<Value>, usize, u32)>,
+}
+
+/// Result slots filled by worker threads.
+mod parking_lot_free {
+    use std::sync::Mutex;
+
+    /// One slot per part, filled once.
+    pub struct Slots<T>(Mutex<Vec<Option<T>>>);
+
+    impl<T> Slots<T> {
+        pub fn new(n: usize) -> Self {
+            Slots(Mutex::new((0..n).map(|_| None).collect()))
+        }
+
+        pub fn set(&self, index: usize, value: T) {
+            if let Ok(mut slots) = self.0.lock() {
+                if let Some(slot) = slots.get_mut(index) {
+                    *slot = Some(value);
+                }
+            }
+        }
+
+        pub fn into_vec(self) -> Vec<T> {
+            self.0.into_inner().map(|v| v.into_iter().flatten().collect()).unwrap_or_default()
+        }
+    }
+}
