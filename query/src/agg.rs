@@ -131,11 +131,12 @@ impl State {
                 kind: NumKind::Unknown,
             },
             Aggregate::Uniq(_) => State::Uniq(new_hll().map(Box::new)),
-            Aggregate::Histogram { ceiling, bucket_count, .. } => State::Histogram {
-                ceiling: literal_f64(ceiling),
-                counts: vec![0; (*bucket_count).max(1) as usize],
-            },
-            Aggregate::Rate { aggregate, per_ns } => State::Rate { inner: Box::new(State::new(aggregate)), per_ns: *per_ns },
+            Aggregate::Histogram { ceiling, bucket_count, .. } => {
+                State::Histogram { ceiling: literal_f64(ceiling), counts: vec![0; (*bucket_count).max(1) as usize] }
+            }
+            Aggregate::Rate { aggregate, per_ns } => {
+                State::Rate { inner: Box::new(State::new(aggregate)), per_ns: *per_ns }
+            }
             // The filter is applied by the executor (rows outside it are not fed).
             Aggregate::Filter { aggregate, .. } => State::new(aggregate),
         }
@@ -212,19 +213,11 @@ impl State {
                 *kind = kind.join(k2);
                 *n += n2;
             }
-            (State::Min(a), State::Min(b)) => {
-                if let Some(b) = b {
-                    if a.as_ref().is_none_or(|x| b.total_cmp(x).is_lt()) {
-                        *a = Some(b);
-                    }
-                }
+            (State::Min(a), State::Min(Some(b))) if a.as_ref().is_none_or(|x| b.total_cmp(x).is_lt()) => {
+                *a = Some(b);
             }
-            (State::Max(a), State::Max(b)) => {
-                if let Some(b) = b {
-                    if a.as_ref().is_none_or(|x| b.total_cmp(x).is_gt()) {
-                        *a = Some(b);
-                    }
-                }
+            (State::Max(a), State::Max(Some(b))) if a.as_ref().is_none_or(|x| b.total_cmp(x).is_gt()) => {
+                *a = Some(b);
             }
             (State::Percentile { sketch, kind, .. }, State::Percentile { sketch: s2, kind: k2, .. }) => {
                 // Same configuration on both sides, so merging cannot fail.
@@ -314,7 +307,8 @@ mod tests {
 
     #[test]
     fn percentiles_are_within_one_percent() {
-        let mut state = AggState::new(&Aggregate::Percentile { field: Field::attribute("x"), percentiles: vec![50.0, 99.0] });
+        let mut state =
+            AggState::new(&Aggregate::Percentile { field: Field::attribute("x"), percentiles: vec![50.0, 99.0] });
         let mut values: Vec<f64> = (1..=100_000).map(|i| (i as f64).powf(1.7)).collect();
         for v in &values {
             state.add(&Value::Float(*v));

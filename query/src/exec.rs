@@ -102,7 +102,9 @@ pub fn spans_table(spans: &[Span]) -> QueryResult {
         .map(|s| {
             let mut row: Vec<Value> = STAR_INTRINSICS.iter().map(|i| intrinsic_of_span(s, *i)).collect();
             for key in &span_keys {
-                row.push(s.attributes.iter().find(|kv| &kv.key == key).map(|kv| any_value(&kv.value)).unwrap_or(Value::Null));
+                row.push(
+                    s.attributes.iter().find(|kv| &kv.key == key).map(|kv| any_value(&kv.value)).unwrap_or(Value::Null),
+                );
             }
             for key in &resource_keys {
                 row.push(
@@ -319,7 +321,10 @@ enum Resolved {
     Intrinsic(Intrinsic),
     /// Typed columns that may hold the attribute, in priority order, grouped by scope:
     /// for an unscoped name, any span column wins over every resource column.
-    Attr { span: Vec<(usize, ValueType)>, resource: Vec<(usize, ValueType)> },
+    Attr {
+        span: Vec<(usize, ValueType)>,
+        resource: Vec<(usize, ValueType)>,
+    },
 }
 
 /// Reads values of one segment, keeping decoded blocks for the rows that share them.
@@ -346,7 +351,8 @@ fn resolve(segment: &Segment, field: &Field) -> Resolved {
         },
         Field::Intrinsic(i) => Resolved::Intrinsic(*i),
         Field::Attribute { scope, key } => {
-            let span = if *scope == Some(Scope::Resource) { Vec::new() } else { attr_columns(segment, AttrScope::Span, key) };
+            let span =
+                if *scope == Some(Scope::Resource) { Vec::new() } else { attr_columns(segment, AttrScope::Span, key) };
             let resource =
                 if *scope == Some(Scope::Span) { Vec::new() } else { attr_columns(segment, AttrScope::Resource, key) };
             Resolved::Attr { span, resource }
@@ -390,8 +396,12 @@ impl<'s> Reader<'s> {
                     .unwrap_or(Value::Null)
             }
             (BlockValues::Strings(v), _) => v.get(index).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null),
-            (BlockValues::Ints(v), ValueType::Int) => v.get(index).map(|&x| Value::Int(unsortable_int(x))).unwrap_or(Value::Null),
-            (BlockValues::Doubles(v), _) => v.get(index).map(|&x| Value::Float(f64::from_bits(x))).unwrap_or(Value::Null),
+            (BlockValues::Ints(v), ValueType::Int) => {
+                v.get(index).map(|&x| Value::Int(unsortable_int(x))).unwrap_or(Value::Null)
+            }
+            (BlockValues::Doubles(v), _) => {
+                v.get(index).map(|&x| Value::Float(f64::from_bits(x))).unwrap_or(Value::Null)
+            }
             (BlockValues::Bools(v), _) => v.get(index).map(|&x| Value::Bool(x)).unwrap_or(Value::Null),
             _ => Value::Null,
         })
@@ -426,7 +436,9 @@ impl<'s> Reader<'s> {
             Intrinsic::TraceId => {
                 let block = self.block(col(SegIntrinsic::TraceId), row)?;
                 match (&block.values, block.value_index(row as usize % BLOCK_ROWS)) {
-                    (BlockValues::Fixed16(v), Some(i)) => v.get(i).map(|x| Value::TraceId(TraceId(*x))).unwrap_or(Value::Null),
+                    (BlockValues::Fixed16(v), Some(i)) => {
+                        v.get(i).map(|x| Value::TraceId(TraceId(*x))).unwrap_or(Value::Null)
+                    }
                     _ => Value::Null,
                 }
             }
@@ -435,7 +447,10 @@ impl<'s> Reader<'s> {
             }
             Intrinsic::ParentSpanId => match self.int(col(SegIntrinsic::ParentCode), row)?.unwrap_or(0) {
                 0 => Value::Null,
-                1 => self.fixed8(col(SegIntrinsic::ParentId), row)?.map(|x| Value::SpanId(SpanId(x))).unwrap_or(Value::Null),
+                1 => self
+                    .fixed8(col(SegIntrinsic::ParentId), row)?
+                    .map(|x| Value::SpanId(SpanId(x)))
+                    .unwrap_or(Value::Null),
                 code => {
                     let z = code - 2;
                     let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
@@ -463,7 +478,9 @@ impl<'s> Reader<'s> {
                 .and_then(StatusCode::from_code)
                 .map(Value::Status)
                 .unwrap_or(Value::Null),
-            Intrinsic::Start => self.int(col(SegIntrinsic::Start), row)?.map(|s| Value::Timestamp(s as i64)).unwrap_or(Value::Null),
+            Intrinsic::Start => {
+                self.int(col(SegIntrinsic::Start), row)?.map(|s| Value::Timestamp(s as i64)).unwrap_or(Value::Null)
+            }
             Intrinsic::Duration => {
                 self.int(col(SegIntrinsic::Duration), row)?.map(|s| Value::Duration(s as i64)).unwrap_or(Value::Null)
             }
@@ -521,15 +538,14 @@ impl Planner<'_, '_> {
                 let mut t = candidates.clone();
                 let mut f = RoaringBitmap::new();
                 for item in order {
-                    let tri = self.eval(item, &t, need_false)?;
                     if need_false {
+                        // `unknown AND false` is false: every child sees every candidate.
+                        let tri = self.eval(item, candidates, true)?;
                         f |= &tri.f;
+                        t &= &tri.t;
+                    } else {
+                        t = self.eval(item, &t, false)?.t;
                     }
-                    t = tri.t;
-                }
-                if need_false {
-                    // Rows removed from `t` by an unknown are not false.
-                    f &= candidates;
                 }
                 Ok(Tri { t, f })
             }
@@ -561,7 +577,9 @@ impl Planner<'_, '_> {
 
     fn indexable(&self, expr: &Expr) -> bool {
         match expr {
-            Expr::Compare { field, op: CompareOp::Eq, value } => self.index_plan(field, std::slice::from_ref(value)).is_some(),
+            Expr::Compare { field, op: CompareOp::Eq, value } => {
+                self.index_plan(field, std::slice::from_ref(value)).is_some()
+            }
             Expr::In { field, values, negated: false } => self.index_plan(field, values).is_some(),
             _ => false,
         }
@@ -597,7 +615,8 @@ impl Planner<'_, '_> {
                     _ => return None,
                 };
                 let meta = segment.column_meta(column).ok()?;
-                let usable = meta.bitmaps.is_some() || (meta.value_index.is_some() && matches!(keys.first(), Some(IndexKey::Str(_))));
+                let usable = meta.bitmaps.is_some()
+                    || (meta.value_index.is_some() && matches!(keys.first(), Some(IndexKey::Str(_))));
                 usable.then_some((column, keys))
             }
             Resolved::Attr { span, resource } => {
@@ -611,12 +630,17 @@ impl Planner<'_, '_> {
                     return None;
                 };
                 // One literal type, and a column of that type with an index.
-                let value_type = match values.first()? {
-                    Literal::String(_) => ValueType::Str,
-                    Literal::Int(_) => ValueType::Int,
-                    Literal::Bool(_) => ValueType::Bool,
-                    _ => return None,
+                let type_of = |l: &Literal| match l {
+                    Literal::String(_) => Some(ValueType::Str),
+                    Literal::Int(_) => Some(ValueType::Int),
+                    Literal::Bool(_) => Some(ValueType::Bool),
+                    _ => None,
                 };
+                let value_type = type_of(values.first()?)?;
+                if values.iter().any(|v| type_of(v) != Some(value_type)) {
+                    // Literals of several types: a scan compares each as it should.
+                    return None;
+                }
                 let column = columns.iter().find(|(_, t)| *t == value_type).map(|(c, _)| *c);
                 let Some(column) = column else {
                     // No column of that type: nothing matches (an empty lookup).
@@ -672,15 +696,18 @@ impl Planner<'_, '_> {
 
     fn scan(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Tri> {
         let fields = expr_fields(expr);
-        let resolved: Vec<(Field, Resolved)> = fields.into_iter().map(|f| {
-            let r = resolve(self.segment, &f);
-            (f, r)
-        }).collect();
+        let resolved: Vec<(Field, Resolved)> = fields
+            .into_iter()
+            .map(|f| {
+                let r = resolve(self.segment, &f);
+                (f, r)
+            })
+            .collect();
         let mut t = RoaringBitmap::new();
         let mut f = RoaringBitmap::new();
         let mut scanned = 0u64;
         for row in candidates.iter() {
-            if scanned % 65_536 == 0 {
+            if scanned.is_multiple_of(65_536) {
                 self.check_cancel()?;
             }
             scanned += 1;
@@ -738,7 +765,10 @@ fn expr_fields(expr: &Expr) -> Vec<Field> {
     let mut out = Vec::new();
     fn walk(expr: &Expr, out: &mut Vec<Field>) {
         match expr {
-            Expr::Compare { field, .. } | Expr::In { field, .. } | Expr::Like { field, .. } | Expr::IsNull { field, .. } => {
+            Expr::Compare { field, .. }
+            | Expr::In { field, .. }
+            | Expr::Like { field, .. }
+            | Expr::IsNull { field, .. } => {
                 if !out.contains(field) {
                     out.push(field.clone());
                 }
@@ -782,7 +812,7 @@ impl<'a> Executor<'a> {
         Ok(Executor { snapshot, options, parts })
     }
 
-    fn select(&self, query: &Query, mut plan: Option<&mut Vec<Vec<Value>>>) -> Result<QueryResult> {
+    fn select(&self, query: &Query, plan: Option<&mut Vec<Vec<Value>>>) -> Result<QueryResult> {
         let _ = self.snapshot;
         let (since, until) = query.time_range(self.options.now_unix_nano);
         let aggregates: Vec<&Aggregate> = query
@@ -811,7 +841,7 @@ impl<'a> Executor<'a> {
         }
         // Run every part (two threads), collecting partial groups or rows.
         let outputs = self.run_parts(query, since, until, interval, &aggregates, plan.is_some())?;
-        if let Some(plan) = plan.as_deref_mut() {
+        if let Some(plan) = plan {
             for (name, notes) in outputs.iter().map(|o| (&o.name, &o.notes)) {
                 for note in notes {
                     plan.push(vec![Value::Str(name.clone()), Value::Str(note.clone())]);
@@ -891,7 +921,8 @@ impl<'a> Executor<'a> {
         let segment = part.segment();
         let mut output = PartOutput { name: part.name(), notes: Vec::new(), groups: HashMap::new(), rows: Vec::new() };
         let rows = segment.row_count() as u32;
-        let (seg_lo, seg_hi) = (segment.directory().min_start_unix_nano as i64, segment.directory().max_start_unix_nano as i64);
+        let (seg_lo, seg_hi) =
+            (segment.directory().min_start_unix_nano as i64, segment.directory().max_start_unix_nano as i64);
         if rows == 0 || since.is_some_and(|s| seg_hi < s) || until.is_some_and(|u| seg_lo >= u) {
             if explain {
                 output.notes.push(format!("pruned by time range ({rows} rows)"));
@@ -926,10 +957,18 @@ impl<'a> Executor<'a> {
         if since.is_some() || until.is_some() {
             let mut bounds = Vec::new();
             if let Some(s) = since {
-                bounds.push(Expr::Compare { field: Field::Intrinsic(Intrinsic::Start), op: CompareOp::Ge, value: Literal::Timestamp(s) });
+                bounds.push(Expr::Compare {
+                    field: Field::Intrinsic(Intrinsic::Start),
+                    op: CompareOp::Ge,
+                    value: Literal::Timestamp(s),
+                });
             }
             if let Some(u) = until {
-                bounds.push(Expr::Compare { field: Field::Intrinsic(Intrinsic::Start), op: CompareOp::Lt, value: Literal::Timestamp(u) });
+                bounds.push(Expr::Compare {
+                    field: Field::Intrinsic(Intrinsic::Start),
+                    op: CompareOp::Lt,
+                    value: Literal::Timestamp(u),
+                });
             }
             let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
             candidates = planner.eval(&bound, &candidates, false)?.t;
@@ -953,7 +992,8 @@ impl<'a> Executor<'a> {
         output.notes = notes;
         if query.is_aggregate() {
             let facets: Vec<Resolved> = query.facets.iter().map(|f| resolve(segment, f)).collect();
-            let inputs: Vec<Option<Resolved>> = aggregates.iter().map(|a| agg_field(a).map(|f| resolve(segment, f))).collect();
+            let inputs: Vec<Option<Resolved>> =
+                aggregates.iter().map(|a| agg_field(a).map(|f| resolve(segment, f))).collect();
             for (n, row) in selected.iter().enumerate() {
                 if n % 65_536 == 0 && self.options.cancel.as_deref().is_some_and(|c| c.load(AtomicOrdering::Relaxed)) {
                     return Err(QueryError::Cancelled);
@@ -975,10 +1015,10 @@ impl<'a> Executor<'a> {
                         "more than {MAX_GROUPS} groups; narrow the WHERE clause or FACET on fewer values"
                     )));
                 }
-                let group = output.groups.entry(group_key).or_insert_with(|| Group {
-                    keys,
-                    states: aggregates.iter().map(|a| AggState::new(a)).collect(),
-                });
+                let group = output
+                    .groups
+                    .entry(group_key)
+                    .or_insert_with(|| Group { keys, states: aggregates.iter().map(|a| AggState::new(a)).collect() });
                 for (a, state) in group.states.iter_mut().enumerate() {
                     if let Some(Some(set)) = filter_sets.get(a) {
                         if !set.contains(row) {
@@ -1015,7 +1055,8 @@ impl<'a> Executor<'a> {
     }
 
     fn finish_rows(&self, query: &Query, mut rows: Vec<(Vec<Value>, usize, u32)>) -> Result<QueryResult> {
-        let descending: Vec<bool> = if query.order_by.is_empty() { vec![true] } else { query.order_by.iter().map(|o| o.descending).collect() };
+        let descending: Vec<bool> =
+            if query.order_by.is_empty() { vec![true] } else { query.order_by.iter().map(|o| o.descending).collect() };
         rows.sort_by(|a, b| {
             for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
                 let o = x.total_cmp(y);
@@ -1039,7 +1080,8 @@ impl<'a> Executor<'a> {
         }
         let mut spans: HashMap<(usize, u32), Span> = HashMap::new();
         for (part, part_rows) in by_part {
-            let segment = self.parts.get(part).map(|p| p.segment()).ok_or_else(|| QueryError::Internal("part".into()))?;
+            let segment =
+                self.parts.get(part).map(|p| p.segment()).ok_or_else(|| QueryError::Internal("part".into()))?;
             let materialized = segment.spans(&part_rows).map_err(engine)?;
             for (row, span) in part_rows.into_iter().zip(materialized) {
                 spans.insert((part, row), span);
@@ -1081,7 +1123,11 @@ impl<'a> Executor<'a> {
                 match expr {
                     AggregateExpr::Aggregate(Aggregate::Percentile { field, percentiles }) if alias.is_none() => {
                         for (p, value) in percentiles.iter().enumerate() {
-                            columns.push(AggColumn { item: i, part: p, name: format!("percentile({field}, {})", fmt_number(*value)) });
+                            columns.push(AggColumn {
+                                item: i,
+                                part: p,
+                                name: format!("percentile({field}, {})", fmt_number(*value)),
+                            });
                         }
                     }
                     _ => columns.push(AggColumn { item: i, part: 0, name: item.column_name() }),
@@ -1127,7 +1173,10 @@ impl<'a> Executor<'a> {
                 .iter()
                 .map(|o| match &o.key {
                     OrderKey::Aggregate(expr) => {
-                        let position = query.select.iter().position(|s| matches!(s, SelectItem::Aggregate { expr: e, .. } if e == expr));
+                        let position = query
+                            .select
+                            .iter()
+                            .position(|s| matches!(s, SelectItem::Aggregate { expr: e, .. } if e == expr));
                         let column = position.and_then(|p| columns.iter().position(|c| c.item == p));
                         (column, None, o.descending)
                     }
@@ -1187,7 +1236,8 @@ impl<'a> Executor<'a> {
                 let mut bucket = first;
                 while bucket <= last {
                     for (key, keys, _) in &facet_rows {
-                        let states = groups.get(&(key.clone(), Some(bucket))).map(|g| g.states.as_slice()).unwrap_or(&empty);
+                        let states =
+                            groups.get(&(key.clone(), Some(bucket))).map(|g| g.states.as_slice()).unwrap_or(&empty);
                         let mut row = vec![Value::Timestamp(bucket)];
                         row.extend(keys.iter().cloned());
                         row.extend(evaluate(states));
@@ -1221,7 +1271,13 @@ fn agg_field(aggregate: &Aggregate) -> Option<&Field> {
 
 /// Evaluates an aggregate expression: `part` picks one value of a multi-valued
 /// aggregate; arithmetic works on numbers (division by zero gives null).
-fn eval_agg_expr(expr: &AggregateExpr, states: &[AggState], aggregates: &[&Aggregate], part: usize, window_ns: i64) -> Value {
+fn eval_agg_expr(
+    expr: &AggregateExpr,
+    states: &[AggState],
+    aggregates: &[&Aggregate],
+    part: usize,
+    window_ns: i64,
+) -> Value {
     match expr {
         AggregateExpr::Aggregate(a) => {
             let index = aggregates.iter().position(|x| std::ptr::eq(*x, a));
@@ -1264,7 +1320,22 @@ fn eval_agg_expr(expr: &AggregateExpr, states: &[AggState], aggregates: &[&Aggre
 /// An interval giving about 60 buckets over `span_ns`, from a list of round ones.
 pub fn auto_interval(span_ns: i64) -> i64 {
     const S: i64 = 1_000_000_000;
-    const NICE: [i64; 14] = [S, 5 * S, 10 * S, 30 * S, 60 * S, 300 * S, 600 * S, 1800 * S, 3600 * S, 3 * 3600 * S, 6 * 3600 * S, 12 * 3600 * S, 86_400 * S, 7 * 86_400 * S];
+    const NICE: [i64; 14] = [
+        S,
+        5 * S,
+        10 * S,
+        30 * S,
+        60 * S,
+        300 * S,
+        600 * S,
+        1800 * S,
+        3600 * S,
+        3 * 3600 * S,
+        6 * 3600 * S,
+        12 * 3600 * S,
+        86_400 * S,
+        7 * 86_400 * S,
+    ];
     NICE.iter().copied().find(|&i| span_ns / i <= 60).unwrap_or(7 * 86_400 * S)
 }
 

@@ -41,7 +41,7 @@ pub use ast::{
 };
 pub use error::{QueryError, Result};
 pub use exec::{execute, ExecOptions};
-pub use value::{QueryResult, Value};
 pub use lexer::Position;
 pub use parser::parse;
 pub use time::{format_rfc3339, format_rfc3339_nanos, parse_rfc3339};
+pub use value::{QueryResult, Value};

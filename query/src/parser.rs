@@ -2021,7 +2021,10 @@ pub(crate) mod tests {
         let long = "x".repeat(100);
         assert_eq!(
             error(&format!("SELECT count(*) '{long}'")),
-            format!("line 1, column 17: expected FROM after the SELECT list, found string '{}\u{2026}'", "x".repeat(37))
+            format!(
+                "line 1, column 17: expected FROM after the SELECT list, found string '{}\u{2026}'",
+                "x".repeat(37)
+            )
         );
         assert_eq!(
             error(&format!("SELECT count(*) FROM {long}")),
@@ -2034,6 +2037,57 @@ pub(crate) mod tests {
                 "x".repeat(38)
             )
         );
+    }
+
+    /// Every statement in docs/QUERY.md's `sql` blocks parses and round-trips, and in
+    /// plain blocks every statement followed by a `line N, column M: ...` line fails
+    /// with exactly that message, or if followed by a statement, prints as it.
+    #[test]
+    fn reference_examples() {
+        const REFERENCE: &str = include_str!("../../docs/QUERY.md");
+        let starts_statement =
+            |line: &str| ["SELECT", "TRACE", "EXPLAIN", "select"].iter().any(|k| line.starts_with(k));
+        let mut checked = 0;
+        for (index, block) in REFERENCE.split("```").enumerate() {
+            if index % 2 == 0 {
+                continue;
+            }
+            let (language, body) = block.split_once('\n').unwrap_or((block, ""));
+            let mut statements: Vec<String> = Vec::new();
+            for line in body.lines().filter(|line| !line.trim().is_empty()) {
+                if starts_statement(line) || line.starts_with("line ") || statements.is_empty() {
+                    statements.push(line.to_string());
+                } else if let Some(last) = statements.last_mut() {
+                    last.push('\n');
+                    last.push_str(line);
+                }
+            }
+            match language.trim() {
+                "sql" => {
+                    for statement in statements.iter().filter(|text| starts_statement(text)) {
+                        canonical(statement);
+                        checked += 1;
+                    }
+                }
+                "" => {
+                    for pair in statements.windows(2) {
+                        let [text, outcome] = pair else { continue };
+                        if !starts_statement(text) {
+                            continue;
+                        }
+                        if outcome.starts_with("line ") {
+                            assert_eq!(&error(text), outcome);
+                            checked += 1;
+                        } else if starts_statement(outcome) {
+                            assert_eq!(&canonical(text), outcome);
+                            checked += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(checked >= 40, "only {checked} examples checked");
     }
 
     #[test]
