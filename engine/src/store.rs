@@ -215,8 +215,8 @@ fn open_segment(fs: &dyn Fs, dir: &Path, entry: &SegmentEntry) -> Result<Segment
 }
 
 /// Rebuilds the segment list from the segment files' footers when no manifest reads
-/// back whole: every segment that opens, minus those whose sequence range another
-/// covers (the inputs of a compaction whose output exists).
+/// back whole (or the one that does is stale): every segment that opens, minus those
+/// whose sequence range another covers (the inputs of a compaction whose output exists).
 fn rebuild_segments(fs: &dyn Fs, dir: &Path, names: &[String], report: &mut RecoveryReport) -> Vec<SegmentEntry> {
     let mut found: Vec<SegmentEntry> = Vec::new();
     for name in names {
@@ -324,23 +324,48 @@ impl Store {
             });
         }
         let loaded = manifest::load(fs.as_ref(), dir, &names);
+        if read_only {
+            // A manifest listed a moment ago and gone now was replaced by the writer:
+            // start over (the caller retries) rather than call it damage.
+            let vanished = loaded.damaged.iter().find_map(|e| match e {
+                EngineError::Io { path, source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Some(path.clone())
+                }
+                _ => None,
+            });
+            if let Some(path) = vanished {
+                return Err(EngineError::io(path, "read manifest", std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+        }
         report.manifest_damage = loaded.damaged.iter().map(ToString::to_string).collect();
         let mut logs: Vec<(u64, PathBuf)> =
             names.iter().filter_map(|name| log::parse_log_file_name(name).map(|n| (n, dir.join(name)))).collect();
         logs.sort();
         let has_segments = names.iter().any(|n| parse_segment_file_name(n).is_some());
         let newest_manifest_number = loaded.files.last().map(|(n, _)| *n).unwrap_or(0);
+        // An older version standing in for a damaged newer one describes the store only if
+        // it names exactly the segment files present: otherwise the newer one merged,
+        // sealed or dropped segments (and may have retired the logs behind them), and
+        // using the older one would lose them; only the segment footers tell.
+        let matches_segment_files = |manifest: &Manifest| {
+            let present: std::collections::BTreeSet<u64> =
+                names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+            manifest.segments.len() == present.len()
+                && manifest.segments.iter().all(|s| present.contains(&s.file_number))
+        };
         let (mut manifest, manifest_is_new) = match loaded.manifest {
-            Some(manifest) => (manifest, !loaded.damaged.is_empty()),
+            Some(manifest) if loaded.damaged.is_empty() || matches_segment_files(&manifest) => {
+                (manifest, !loaded.damaged.is_empty())
+            }
             None if logs.is_empty() && loaded.files.is_empty() && !has_segments => {
                 if read_only {
                     return Err(EngineError::NotAStore { path: dir.to_path_buf() });
                 }
                 (Manifest::default(), true)
             }
-            None => {
-                // No manifest reads back whole: rebuild it from the segment footers and
-                // the log files present.
+            _ => {
+                // No manifest reads back whole (or the one that does is stale): rebuild it
+                // from the segment footers and the log files present.
                 let segments = rebuild_segments(fs.as_ref(), dir, &names, &mut report);
                 let sealed_sequence = segments.iter().map(|s| s.max_sequence).max().unwrap_or(0);
                 let manifest = Manifest {

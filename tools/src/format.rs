@@ -61,6 +61,133 @@ impl Table {
     }
 }
 
+/// A query result as an aligned table: durations in human units, nulls as `(none)`;
+/// a TIMESERIES result gets a sparkline per series after the table.
+pub fn print_result(result: &spanstore_query::QueryResult, out: &mut impl Write) -> io::Result<()> {
+    let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+    let mut table = Table::new(&header);
+    for row in &result.rows {
+        table.row(row.iter().map(|v| v.to_text(true)).collect());
+    }
+    table.print(out)?;
+    if result.timeseries && !result.rows.is_empty() {
+        // One series per facet combination, one sparkline per aggregate column.
+        let facets = 1..1 + result.facet_count;
+        let mut series: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+        for row in &result.rows {
+            let key: Vec<String> =
+                row.get(facets.clone()).unwrap_or_default().iter().map(|v| v.to_text(true)).collect();
+            let key = key.join(", ");
+            let values: Vec<f64> = row.iter().skip(1 + result.facet_count).map(|v| v.as_f64().unwrap_or(0.0)).collect();
+            match series.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, points)) => points.push(values),
+                None => series.push((key, vec![values])),
+            }
+        }
+        for (key, points) in series {
+            for (c, name) in result.columns.iter().skip(1 + result.facet_count).enumerate() {
+                let column: Vec<f64> = points.iter().map(|p| p.get(c).copied().unwrap_or(0.0)).collect();
+                let label = if key.is_empty() { name.clone() } else { format!("{key}: {name}") };
+                writeln!(out, "{}  {label}", sparkline(&column))?;
+            }
+        }
+    }
+    writeln!(out, "({} rows)", result.rows.len())
+}
+
+/// Block characters scaled from the smallest to the largest value.
+pub fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+    values
+        .iter()
+        .map(|v| {
+            if max <= min {
+                BARS[0]
+            } else {
+                let level = ((v - min) / (max - min) * 7.0).round().clamp(0.0, 7.0) as usize;
+                BARS.get(level).copied().unwrap_or('█')
+            }
+        })
+        .collect()
+}
+
+/// A trace as an indented tree: offset from the trace start, duration, status, service
+/// and name, key attributes, and a waterfall bar.
+pub fn print_trace(spans: &[spanstore_engine::Span], out: &mut impl Write) -> io::Result<()> {
+    use std::collections::{HashMap, HashSet};
+    let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.end_unix_nano()).max().unwrap_or(start).max(start + 1);
+    let ids: HashSet<_> = spans.iter().map(|s| s.span_id).collect();
+    let mut children: HashMap<Option<spanstore_engine::SpanId>, Vec<usize>> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        // A span whose parent is not in the trace is shown as a root.
+        let parent = s.parent_span_id.filter(|p| ids.contains(p) && *p != s.span_id);
+        children.entry(parent).or_default().push(i);
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|&i| spans.get(i).map(|s| s.start_unix_nano));
+    }
+    writeln!(
+        out,
+        "trace {} — {} spans, {}",
+        spans.first().map(|s| s.trace_id.to_hex()).unwrap_or_default(),
+        spans.len(),
+        spanstore_query::value::format_duration((end - start) as i64)
+    )?;
+    const WIDTH: usize = 40;
+    let mut stack: Vec<(usize, usize)> =
+        children.get(&None).map(|r| r.iter().rev().map(|&i| (i, 0)).collect()).unwrap_or_default();
+    let mut seen = HashSet::new();
+    while let Some((i, depth)) = stack.pop() {
+        let Some(s) = spans.get(i) else { continue };
+        if !seen.insert(i) {
+            continue;
+        }
+        let offset = s.start_unix_nano - start;
+        let from = (offset as f64 / (end - start) as f64 * WIDTH as f64) as usize;
+        let len = ((s.duration_ns as f64 / (end - start) as f64 * WIDTH as f64).ceil() as usize).max(1);
+        let bar: String = (0..WIDTH).map(|c| if c >= from && c < from + len { '█' } else { '·' }).collect();
+        let status = match s.status_code {
+            spanstore_engine::StatusCode::Error => " ERROR",
+            _ => "",
+        };
+        let key_attributes: Vec<String> = s
+            .attributes
+            .iter()
+            .filter(|kv| {
+                [
+                    "http.route",
+                    "http.response.status_code",
+                    "db.operation.name",
+                    "faas.coldstart",
+                    "messaging.system",
+                    "aws.request_id",
+                ]
+                .contains(&kv.key.as_str())
+            })
+            .map(|kv| format!("{}={}", kv.key, spanstore_query::exec::any_value(&kv.value).to_text(true)))
+            .collect();
+        writeln!(
+            out,
+            "{bar} {:>9} {:>9}  {}{} {}{status}  {}",
+            format!("+{}", spanstore_query::value::format_duration(offset as i64)),
+            spanstore_query::value::format_duration(s.duration_ns as i64),
+            "  ".repeat(depth),
+            s.service().unwrap_or("?"),
+            s.name,
+            key_attributes.join(" ")
+        )?;
+        if let Some(kids) = children.get(&Some(s.span_id)) {
+            for &k in kids.iter().rev() {
+                stack.push((k, depth + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
 pub fn timestamp(unix_nano: u64) -> String {
     let seconds = unix_nano / 1_000_000_000;

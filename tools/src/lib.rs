@@ -26,8 +26,28 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run one SpanQL query (see docs/QUERY.md).
+    Query {
+        /// The query, e.g. "SELECT count(*) FROM spans FACET service".
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Show one trace as an indented tree with a waterfall.
+    Trace {
+        /// The trace id, 32 hex digits.
+        id: String,
+    },
     /// Describe the data directory: segments, rows, time ranges, bytes per column and
     /// per span, index sizes.
     Inspect,
@@ -52,6 +72,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::Inspect => inspect(&data, &mut out),
+        Command::Query { query, format } => query_command(&data, &query, format, &mut out),
+        Command::Trace { id } => trace_command(&data, &id, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
     };
@@ -94,6 +116,51 @@ fn verify_command(data: &std::path::Path, out: &mut impl Write) -> CommandResult
         writeln!(out, "damaged: {} problems in {files} files ({} bytes read)", report.damage.len(), report.bytes_read)?;
         Ok(1)
     }
+}
+
+fn open_read_only(data: &std::path::Path) -> Result<spanstore_engine::Store, spanstore_engine::EngineError> {
+    spanstore_engine::Store::open_read_only(data, spanstore_engine::Options::default())
+}
+
+fn now_unix_nano() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn query_command(data: &std::path::Path, text: &str, format: OutputFormat, out: &mut impl Write) -> CommandResult {
+    let statement = match spanstore_query::parse(text) {
+        Ok(statement) => statement,
+        Err(err) => {
+            eprintln!("spanstore: {err}");
+            if let Some(caret) = err.caret(text) {
+                eprintln!("{caret}");
+            }
+            return Ok(2);
+        }
+    };
+    let store = open_read_only(data)?;
+    let options = spanstore_query::ExecOptions { now_unix_nano: now_unix_nano(), cancel: None };
+    let result = spanstore_query::execute(&store.snapshot(), &statement, &options)?;
+    match format {
+        OutputFormat::Json => writeln!(out, "{}", result.to_json())?,
+        OutputFormat::Csv => write!(out, "{}", result.to_csv())?,
+        OutputFormat::Table => format::print_result(&result, out)?,
+    }
+    Ok(0)
+}
+
+fn trace_command(data: &std::path::Path, id: &str, out: &mut impl Write) -> CommandResult {
+    let trace_id = spanstore_engine::TraceId::from_hex(id)?;
+    let store = open_read_only(data)?;
+    let spans = store.trace(trace_id)?;
+    if spans.is_empty() {
+        writeln!(out, "no spans of trace {trace_id}")?;
+        return Ok(1);
+    }
+    format::print_trace(&spans, out)?;
+    Ok(0)
 }
 
 fn compact(data: &std::path::Path, out: &mut impl Write) -> CommandResult {

@@ -211,7 +211,10 @@ pub fn decode_record(payload: &[u8]) -> Result<Record, DecodeError> {
             // so a damaged header cannot make the reader allocate a gigabyte.
             let declared = zstd::zstd_safe::get_frame_content_size(body).ok().flatten();
             if declared != Some(raw_len as u64) {
-                return Err(DecodeError::new(body_at, format!("zstd frame declares {declared:?} bytes, header says {raw_len}")));
+                return Err(DecodeError::new(
+                    body_at,
+                    format!("zstd frame declares {declared:?} bytes, header says {raw_len}"),
+                ));
             }
             let raw = zstd::bulk::decompress(body, raw_len)
                 .map_err(|e| DecodeError::new(body_at, format!("zstd body: {e}")))?;

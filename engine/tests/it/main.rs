@@ -3,6 +3,7 @@
 mod concurrency;
 mod crash;
 mod damage;
+mod maintenance;
 mod power_loss;
 mod segments;
 mod store;

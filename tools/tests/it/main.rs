@@ -108,3 +108,38 @@ fn verify_names_a_damaged_segment_block() {
     assert!(damage.contains(&segment.display().to_string()), "{damage}");
     assert!(damage.contains("checksum mismatch"), "{damage}");
 }
+
+#[test]
+fn query_prints_json_csv_and_tables_and_explains_syntax_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3, true);
+    let (code, out, err) =
+        spanstore(dir.path(), &["query", "SELECT count(*) FROM spans WHERE k >= 48 FACET name", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), r#"{"columns":["name","count(*)"],"rows":[["op-48",3],["op-49",3]]}"#);
+    let (code, out, _) =
+        spanstore(dir.path(), &["query", "SELECT count(*), max(duration) FROM spans", "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "count(*),max(duration)\n150,1049\n");
+    let (code, out, _) = spanstore(dir.path(), &["query", "SELECT max(duration) FROM spans FACET name LIMIT 1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("op-49  1.0µs"), "{out}");
+    let (code, _, err) = spanstore(dir.path(), &["query", "SELECT count(*) FROM spans FACET , name"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 1, column 34: expected a field after FACET, found ','"), "{err}");
+    assert!(err.contains("                                 ^"), "{err}");
+}
+
+#[test]
+fn trace_prints_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 2, true);
+    let id = TraceId([1; 16]).to_hex();
+    let (code, out, err) = spanstore(dir.path(), &["trace", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("trace {id} — 50 spans")), "{out}");
+    assert_eq!(out.lines().count(), 51, "{out}");
+    let (code, _, err) = spanstore(dir.path(), &["trace", "xyz"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("trace id: expected 32 hex digits, found 3"), "{err}");
+}
