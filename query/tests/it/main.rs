@@ -1,6 +1,7 @@
 //! Query tests: the executor against a straightforward row-by-row reference evaluator,
 //! over spans spread across sealed segments, compacted segments and the memtable.
 
+mod docs;
 mod reference;
 
 use std::path::Path;
