@@ -14,6 +14,8 @@
 //! keep them for `Display` to round-trip): [`Expr::And`] and [`Expr::Or`] hold at least
 //! two operands; attribute keys aren't empty; floats are finite.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use spanstore_engine::{SpanId, SpanKind, StatusCode, TraceId};
 
 /// One SpanQL statement.

@@ -819,15 +819,28 @@ mod tests {
         ]
     }
 
-    proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(crate::parser::tests::cases(1000)))]
-
-        #[test]
-        fn display_then_parse_is_identity(statement in statement()) {
-            let printed = statement.to_string();
-            let parsed = parse(&printed);
-            prop_assert!(parsed.is_ok(), "{} fails: {:?}", printed, parsed);
-            prop_assert_eq!(parsed.ok(), Some(statement), "{}", printed);
+    #[test]
+    fn display_then_parse_is_identity() {
+        // Generating these nested trees takes more stack than a test thread has in an
+        // unoptimized build, so the runner gets a thread of its own.
+        let run = || {
+            let config = proptest::test_runner::Config::with_cases(crate::parser::tests::cases(1000));
+            let mut runner = proptest::test_runner::TestRunner::new(config);
+            let result = runner.run(&statement(), |statement| {
+                let printed = statement.to_string();
+                let parsed = parse(&printed);
+                prop_assert!(parsed.is_ok(), "{} fails: {:?}", printed, parsed);
+                prop_assert_eq!(parsed.ok(), Some(statement), "{}", printed);
+                Ok(())
+            });
+            result.map_err(|error| error.to_string())
+        };
+        let outcome = std::thread::Builder::new().stack_size(64 << 20).spawn(run).map(|thread| thread.join());
+        match outcome {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => panic!("{error}"),
+            Ok(Err(_)) => panic!("the round-trip thread panicked"),
+            Err(error) => panic!("can't start the round-trip thread: {error}"),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `QueryError`, the query crate's one error type: every error names where it happened.
 
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use crate::lexer::Position;
 
 /// An error from the query crate.

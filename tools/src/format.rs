@@ -19,6 +19,38 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Shortens the widest column until the table is at most `width` characters wide
+    /// (columns are never cut below 8 characters).
+    pub fn fit(&mut self, width: usize) {
+        loop {
+            let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+            for row in &self.rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+            let Some((widest, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else { return };
+            if total <= width || w <= 8 {
+                return;
+            }
+            let target = w - (total - width).min(w - 8);
+            let cut = |cell: &mut String| {
+                if cell.chars().count() > target {
+                    *cell = cell.chars().take(target.saturating_sub(1)).collect::<String>() + "…";
+                }
+            };
+            if let Some(h) = self.header.get_mut(widest) {
+                cut(h);
+            }
+            for row in &mut self.rows {
+                if let Some(cell) = row.get_mut(widest) {
+                    cut(cell);
+                }
+            }
+        }
+    }
+
     /// Prints the table.
     pub fn print(&self, out: &mut impl Write) -> io::Result<()> {
         let columns = self.header.len();
@@ -64,11 +96,18 @@ impl Table {
 /// A query result as an aligned table: durations in human units, nulls as `(none)`;
 /// a TIMESERIES result gets a sparkline per series after the table.
 pub fn print_result(result: &spanstore_query::QueryResult, out: &mut impl Write) -> io::Result<()> {
+    print_result_width(result, usize::MAX, out)
+}
+
+/// [`print_result`] with the table cut to `width` columns: the widest cells are
+/// shortened with `…` until the table fits.
+pub fn print_result_width(result: &spanstore_query::QueryResult, width: usize, out: &mut impl Write) -> io::Result<()> {
     let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
     let mut table = Table::new(&header);
     for row in &result.rows {
         table.row(row.iter().map(|v| v.to_text(true)).collect());
     }
+    table.fit(width);
     table.print(out)?;
     if result.timeseries && !result.rows.is_empty() {
         // One series per facet combination, one sparkline per aggregate column.

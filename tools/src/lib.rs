@@ -12,6 +12,7 @@ use spanstore_engine::fs::RealFs;
 use spanstore_engine::verify::{self, FileKind};
 
 mod format;
+mod shell;
 
 /// Where the data directory is when neither `--data` nor `$SPANSTORE_DATA` says.
 pub const DEFAULT_DATA_DIR: &str = "./spanstore-data";
@@ -43,6 +44,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
+    /// An interactive SpanQL shell (history, multi-line input ending at ';', tab
+    /// completion, .help, .schema, .timing).
+    Shell,
     /// Show one trace as an indented tree with a waterfall.
     Trace {
         /// The trace id, 32 hex digits.
@@ -74,6 +78,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Inspect => inspect(&data, &mut out),
         Command::Query { query, format } => query_command(&data, &query, format, &mut out),
         Command::Trace { id } => trace_command(&data, &id, &mut out),
+        Command::Shell => shell::run(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
     };

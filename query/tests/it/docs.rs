@@ -46,8 +46,12 @@ fn every_example_in_the_language_reference_runs() {
     let mut failures = Vec::new();
     for example in &examples {
         let outcome = parse(example).map_err(|e| e.to_string()).and_then(|statement| {
-            execute(&store.snapshot(), &statement, &ExecOptions { now_unix_nano: 1_795_700_000_000_000_000, cancel: None })
-                .map_err(|e| e.to_string())
+            execute(
+                &store.snapshot(),
+                &statement,
+                &ExecOptions { now_unix_nano: 1_795_700_000_000_000_000, cancel: None },
+            )
+            .map_err(|e| e.to_string())
         });
         if let Err(err) = outcome {
             failures.push(format!("{example}\n  -> {err}"));

@@ -143,3 +143,52 @@ fn trace_prints_the_tree() {
     assert_eq!(code, 1);
     assert!(err.contains("trace id: expected 32 hex digits, found 3"), "{err}");
 }
+
+/// Drives `spanstore shell` as a person would, under a pseudo-terminal (`script` gives
+/// it one): commands, a multi-line query, an error, timing, history.
+#[test]
+fn shell_works_under_a_pseudo_terminal() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3, true);
+    let history = dir.path().join("history");
+    let command = format!("{} --data {} shell", env!("CARGO_BIN_EXE_spanstore"), dir.path().display());
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("SPANSTORE_HISTORY", &history)
+        .env("COLUMNS", "100")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        ".help",
+        ".schema",
+        ".timing on",
+        "SELECT count(*)",
+        "  FROM spans FACET name LIMIT 2;",
+        "SELECT count(*) FROM spans FACET , name;",
+        ".quit",
+    ] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\r").unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("spanstore shell on"), "{out}");
+    assert!(out.contains("Type a SpanQL query ending with ';'"), "{out}");
+    assert!(out.contains("span.k"), "{out}");
+    assert!(out.contains("timing on"), "{out}");
+    assert!(out.contains("name   count(*)") || out.contains("name  count(*)"), "{out}");
+    assert!(out.contains("(2 rows)"), "{out}");
+    assert!(out.contains("error: line 1, column 34: expected a field after FACET, found ','"), "{out}");
+    assert!(out.contains("time: "), "{out}");
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("FROM spans FACET name LIMIT 2;"), "{saved}");
+}
