@@ -254,7 +254,7 @@ fn inspect(data: &std::path::Path, out: &mut impl Write) -> CommandResult {
             other += stats.other_bytes;
         }
         let mut rows: Vec<(String, (u64, u64, u64))> = columns.into_iter().collect();
-        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.1 .0));
         let mut table = format::Table::new(&["column", "bytes", "bytes/span", "rows", "distinct (max per segment)"]);
         for (name, (bytes, distinct, present)) in rows {
             table.row(vec![
