@@ -43,7 +43,7 @@ fn main() {
             (column_name(&c.kind), bytes)
         })
         .collect();
-    columns.sort_by(|a, b| b.1.cmp(&a.1));
+    columns.sort_by_key(|c| std::cmp::Reverse(c.1));
     for (name, bytes) in columns.iter().take(40) {
         println!("{:>10.2} B/span  {name}", *bytes as f64 / spans as f64);
     }
