@@ -151,7 +151,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compact_time.as_secs_f64(),
         report.compacted.iter().map(|(_, e)| e.span_count).sum::<u64>() as f64 / compact_time.as_secs_f64().max(1e-9)
     );
-    println!("directory: {before_compaction} bytes before compaction, {after} after = {:.1} bytes/span", after as f64 / appended as f64);
+    println!(
+        "directory: {before_compaction} bytes before compaction, {after} after = {:.1} bytes/span",
+        after as f64 / appended as f64
+    );
 
     // Open time and idle memory.
     let rss_before = rss_kib("VmRSS:");
