@@ -395,7 +395,7 @@ impl<'s> Reader<'s> {
                     .map(|s| Value::Str(s.clone()))
                     .unwrap_or(Value::Null)
             }
-            (BlockValues::Strings(v), _) => v.get(index).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null),
+            (BlockValues::Strings(v), _) => v.get(index).map(|s| Value::Str(s.to_owned())).unwrap_or(Value::Null),
             (BlockValues::Ints(v), ValueType::Int) => {
                 v.get(index).map(|&x| Value::Int(unsortable_int(x))).unwrap_or(Value::Null)
             }

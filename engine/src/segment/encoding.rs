@@ -179,16 +179,6 @@ fn shape_of(s: &str) -> u64 {
     }
 }
 
-fn format_hex(bytes: &[u8], upper: bool) -> String {
-    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(*digits.get(usize::from(b >> 4)).unwrap_or(&b'0')));
-        s.push(char::from(*digits.get(usize::from(b & 15)).unwrap_or(&b'0')));
-    }
-    s
-}
-
 fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -228,19 +218,6 @@ fn id16(s: &str, uuid: bool) -> Option<[u8; 16]> {
         *slot = (hex_value(high)? << 4) | hex_value(low)?;
     }
     Some(out)
-}
-
-fn format_id16(bytes: &[u8], uuid: bool) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if uuid && matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(char::from(*DIGITS.get(usize::from(b >> 4)).unwrap_or(&b'0')));
-        s.push(char::from(*DIGITS.get(usize::from(b & 15)).unwrap_or(&b'0')));
-    }
-    s
 }
 
 /// Encodes strings: as 16 raw bytes each when every value is an id-shaped string
@@ -284,57 +261,113 @@ pub fn encode_strings(out: &mut Writer, values: &[&str]) {
     }
 }
 
+/// Strings decoded into one arena: value `i` is `arena[ends[i-1]..ends[i]]`. A block of
+/// ids decodes with two allocations instead of one per value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StrArena {
+    arena: String,
+    ends: Vec<u32>,
+}
+
+impl StrArena {
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// String `index`.
+    pub fn get(&self, index: usize) -> Option<&str> {
+        let start = if index == 0 { 0 } else { *self.ends.get(index - 1)? as usize };
+        self.arena.get(start..*self.ends.get(index)? as usize)
+    }
+
+    /// Every string, owned.
+    pub fn to_vec(&self) -> Vec<String> {
+        (0..self.len()).filter_map(|i| self.get(i).map(str::to_owned)).collect()
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.arena.push_str(s);
+        self.ends.push(self.arena.len() as u32);
+    }
+
+    fn push_hex(&mut self, bytes: &[u8], upper: bool, uuid: bool) {
+        let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+        for (i, b) in bytes.iter().enumerate() {
+            if uuid && matches!(i, 4 | 6 | 8 | 10) {
+                self.arena.push('-');
+            }
+            self.arena.push(char::from(*digits.get(usize::from(b >> 4)).unwrap_or(&b'0')));
+            self.arena.push(char::from(*digits.get(usize::from(b & 15)).unwrap_or(&b'0')));
+        }
+        self.ends.push(self.arena.len() as u32);
+    }
+}
+
 /// Decodes `count` strings written by [`encode_strings`].
 pub fn decode_strings(r: &mut Reader<'_>, count: usize) -> Result<Vec<String>, DecodeError> {
+    Ok(decode_strings_arena(r, count)?.to_vec())
+}
+
+/// Decodes `count` strings written by [`encode_strings`] into one arena.
+pub fn decode_strings_arena(r: &mut Reader<'_>, count: usize) -> Result<StrArena, DecodeError> {
     let at = r.position();
+    let mut out = StrArena { arena: String::new(), ends: Vec::with_capacity(count.min(r.remaining())) };
     match r.u8("string encoding")? {
         tag @ (STR_HEX32 | STR_UUID) => {
             let bytes = r.take(count.checked_mul(16).ok_or_else(|| r.error("id count overflows"))?, "ids")?;
-            Ok(bytes.chunks_exact(16).map(|id| format_id16(id, tag == STR_UUID)).collect())
+            out.arena.reserve(count * 36);
+            for id in bytes.chunks_exact(16) {
+                out.push_hex(id, false, tag == STR_UUID);
+            }
         }
         STR_SHAPED => {
             let shapes = unpack(r, count, 2)?;
-            let mut values = Vec::with_capacity(count);
             for shape in shapes {
                 let at = r.position();
-                values.push(match shape {
-                    SHAPE_UUID => format_id16(r.take(16, "uuid")?, true),
+                match shape {
+                    SHAPE_UUID => out.push_hex(r.take(16, "uuid")?, false, true),
                     SHAPE_LOWER_HEX | SHAPE_UPPER_HEX => {
                         let len = usize::from(r.u8("hex length")?);
                         if len == 0 || len > 32 {
                             return Err(DecodeError::new(at, format!("hex id of {len} bytes")));
                         }
-                        format_hex(r.take(len, "hex id")?, shape == SHAPE_UPPER_HEX)
+                        out.push_hex(r.take(len, "hex id")?, shape == SHAPE_UPPER_HEX, false);
                     }
                     _ => {
                         let bytes = r.len_bytes("string")?;
-                        std::str::from_utf8(bytes)
-                            .map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?
-                            .to_owned()
+                        out.push_str(
+                            std::str::from_utf8(bytes)
+                                .map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?,
+                        );
                     }
-                });
+                }
             }
-            Ok(values)
         }
         STR_PLAIN => {
             let mut lengths = Vec::with_capacity(count.min(r.remaining()));
             for _ in 0..count {
                 lengths.push(r.count("string length", r.remaining())?);
             }
-            let mut values = Vec::with_capacity(count);
             for len in lengths {
                 let at = r.position();
                 let bytes = r.take(len, "string bytes")?;
-                values.push(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?
-                        .to_owned(),
+                out.push_str(
+                    std::str::from_utf8(bytes).map_err(|_| DecodeError::new(at, "string is not valid UTF-8"))?,
                 );
             }
-            Ok(values)
         }
-        other => Err(DecodeError::new(at, format!("unknown string encoding {other}"))),
+        other => return Err(DecodeError::new(at, format!("unknown string encoding {other}"))),
     }
+    if out.arena.len() > u32::MAX as usize {
+        return Err(DecodeError::new(at, "strings longer than 4 GiB in one block"));
+    }
+    Ok(out)
 }
 
 /// Packs booleans as bits.

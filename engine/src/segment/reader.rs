@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use roaring::RoaringBitmap;
 
-use super::encoding::{decode_bools, decode_ints, decode_strings, unpack};
+use super::encoding::{decode_bools, decode_ints, decode_strings, decode_strings_arena, unpack, StrArena};
 use super::writer::{decode_any, utf8};
 use super::{
     bloom_positions, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic, Storage,
@@ -48,8 +48,8 @@ pub enum BlockValues {
     Bools(Vec<bool>),
     /// Dictionary codes.
     Codes(Vec<u32>),
-    /// Strings.
-    Strings(Vec<String>),
+    /// Strings, in one arena.
+    Strings(StrArena),
     /// Byte strings: ends into `bytes`.
     Blobs {
         /// End offset of each value.
@@ -113,6 +113,9 @@ pub struct Segment {
     columns: HashMap<ColumnKind, usize>,
     dictionaries: Vec<OnceLock<Arc<Vec<String>>>>,
     scopes: OnceLock<Arc<Vec<Scope>>>,
+    /// The trace bloom filter's bit count once its chunk passed its checksum (checked
+    /// on first use, then read in place), or why it did not.
+    bloom: OnceLock<std::result::Result<u64, String>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -202,6 +205,7 @@ impl Segment {
             columns,
             dictionaries,
             scopes: OnceLock::new(),
+            bloom: OnceLock::new(),
         })
     }
 
@@ -405,7 +409,7 @@ impl Segment {
                 let dictionary = self.dictionary(column)?;
                 Ok(codes.get(index).and_then(|&c| dictionary.get(c as usize)).cloned())
             }
-            BlockValues::Strings(values) => Ok(values.get(index).cloned()),
+            BlockValues::Strings(values) => Ok(values.get(index).map(str::to_owned)),
             _ => Ok(None),
         }
     }
@@ -413,14 +417,27 @@ impl Segment {
     /// False when the segment certainly holds no span of `trace_id` (bloom filter).
     pub fn may_contain_trace(&self, trace_id: &TraceId) -> Result<bool> {
         let chunk = self.directory.trace_bloom;
-        let bytes = self.chunk(chunk)?;
-        let mut r = Reader::new(&bytes);
-        let bits = r.u64("bloom bits").map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
-        let filter =
-            r.take(r.remaining(), "bloom").map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
-        if bits == 0 || bits.div_ceil(8) != filter.len() as u64 {
-            return Err(EngineError::corrupt(&self.path, chunk.offset, "bloom filter size mismatch"));
-        }
+        let checked = self.bloom.get_or_init(|| {
+            if chunk.raw_len != 0 {
+                return Err("the bloom filter must be stored uncompressed".into());
+            }
+            let bytes = self.chunk(chunk).map_err(|e| match e {
+                EngineError::Corrupt { reason, .. } => format!("trace bloom filter: {reason}"),
+                other => other.to_string(),
+            })?;
+            let mut r = Reader::new(&bytes);
+            let bits = r.u64("bloom bits").map_err(|e| e.to_string())?;
+            if bits == 0 || bits.div_ceil(8) != r.remaining() as u64 {
+                return Err("bloom filter size mismatch".into());
+            }
+            Ok(bits)
+        });
+        let bits = match checked {
+            Ok(bits) => *bits,
+            Err(reason) => return Err(EngineError::corrupt(&self.path, chunk.offset, reason.clone())),
+        };
+        let start = chunk.offset as usize + 8;
+        let filter = self.bytes.bytes().get(start..chunk.offset as usize + chunk.len as usize).unwrap_or_default();
         Ok(bloom_positions(&trace_id.0, bits)
             .all(|bit| filter.get((bit / 8) as usize).is_some_and(|byte| byte & (1 << (bit % 8)) != 0)))
     }
@@ -651,7 +668,7 @@ fn decode_block(bytes: &[u8], row_count: usize, present: usize, storage: Storage
             }
             BlockValues::Codes(unpack(&mut r, count, width)?.into_iter().map(|c| c as u32).collect())
         }
-        Storage::Strings => BlockValues::Strings(decode_strings(&mut r, count)?),
+        Storage::Strings => BlockValues::Strings(decode_strings_arena(&mut r, count)?),
         Storage::Blob => {
             let mut ends = Vec::with_capacity(count.min(r.remaining()));
             let mut total = 0usize;
@@ -749,7 +766,7 @@ impl RowReader<'_> {
                 let dictionary = self.segment.dictionary(column)?;
                 Ok(codes.get(index).and_then(|&c| dictionary.get(c as usize)).cloned())
             }
-            BlockValues::Strings(values) => Ok(values.get(index).cloned()),
+            BlockValues::Strings(values) => Ok(values.get(index).map(str::to_owned)),
             _ => Ok(None),
         }
     }
