@@ -226,16 +226,25 @@ fn id16(s: &str, uuid: bool) -> Option<[u8; 16]> {
 /// as lengths and bytes. Ids are most of what is left after dictionaries, and their
 /// binary form is half the size of their text.
 pub fn encode_strings(out: &mut Writer, values: &[&str]) {
-    for (tag, uuid) in [(STR_UUID, true), (STR_HEX32, false)] {
-        if !values.is_empty() && values.iter().all(|s| id16(s, uuid).is_some()) {
-            out.u8(tag);
-            for s in values {
-                out.bytes(&id16(s, uuid).unwrap_or_default());
-            }
-            return;
-        }
-    }
+    // One pass finds each value's shape; the block-wide forms follow from the shapes.
     let shapes: Vec<u64> = values.iter().map(|s| shape_of(s)).collect();
+    if !values.is_empty() && shapes.iter().all(|&shape| shape == SHAPE_UUID) {
+        out.u8(STR_UUID);
+        for s in values {
+            out.bytes(&id16(s, true).unwrap_or_default());
+        }
+        return;
+    }
+    if !values.is_empty()
+        && values.iter().all(|s| s.len() == 32)
+        && shapes.iter().all(|&shape| shape == SHAPE_LOWER_HEX)
+    {
+        out.u8(STR_HEX32);
+        for s in values {
+            out.bytes(&id16(s, false).unwrap_or_default());
+        }
+        return;
+    }
     if shapes.iter().any(|&shape| shape != SHAPE_PLAIN) {
         out.u8(STR_SHAPED);
         pack(out, &shapes, 2);

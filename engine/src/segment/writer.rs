@@ -297,18 +297,22 @@ impl SegmentBuilder {
     /// on two threads.
     pub fn finish(mut self, file_number: u64) -> Vec<u8> {
         let rows = self.row_count as usize;
-        let mut order: Vec<u32> = (0..self.row_count).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let key = |i: u32| {
-                let i = i as usize;
+        // Sort integer keys (trace id as a big-endian u128 compares like its bytes) so
+        // the sort never calls memcmp.
+        let mut keys: Vec<(u128, u64, u64, u32)> = (0..self.row_count)
+            .map(|i| {
+                let at = i as usize;
                 (
-                    self.trace_ids.get(i).copied().unwrap_or_default(),
-                    self.start.get(i).copied().unwrap_or_default(),
-                    self.span_ids.get(i).copied().unwrap_or_default(),
+                    u128::from_be_bytes(self.trace_ids.get(at).copied().unwrap_or_default()),
+                    self.start.get(at).copied().unwrap_or_default(),
+                    u64::from_be_bytes(self.span_ids.get(at).copied().unwrap_or_default()),
+                    i,
                 )
-            };
-            key(a).cmp(&key(b)).then(a.cmp(&b))
-        });
+            })
+            .collect();
+        keys.sort_unstable();
+        let order: Vec<u32> = keys.iter().map(|k| k.3).collect();
+        drop(keys);
         let mut inverse = vec![0u32; rows];
         for (new, &old) in order.iter().enumerate() {
             if let Some(slot) = inverse.get_mut(old as usize) {
