@@ -19,47 +19,10 @@ use spanstore_engine::Store;
 
 use crate::format;
 
-const KEYWORDS: [&str; 40] = [
-    "SELECT",
-    "FROM",
-    "spans",
-    "WHERE",
-    "FACET",
-    "SINCE",
-    "UNTIL",
-    "TIMESERIES",
-    "AUTO",
-    "ORDER",
-    "BY",
-    "LIMIT",
-    "MAX",
-    "AND",
-    "OR",
-    "NOT",
-    "IN",
-    "LIKE",
-    "IS",
-    "NULL",
-    "TRACE",
-    "EXPLAIN",
-    "ASC",
-    "DESC",
-    "ago",
+/// Words completed besides the reserved words and functions the parser exports.
+const EXTRA_WORDS: [&str; 14] = [
+    "spans", "TRACE", "EXPLAIN", "MAX", "AUTO", "ASC", "DESC", "ago", "minutes", "hours", "days", "true", "false",
     "count(*)",
-    "sum(",
-    "avg(",
-    "min(",
-    "max(",
-    "percentile(",
-    "uniq(",
-    "histogram(",
-    "rate(",
-    "filter(",
-    "minutes",
-    "hours",
-    "days",
-    "true",
-    "false",
 ];
 
 const INTRINSICS: [&str; 11] = [
@@ -172,7 +135,13 @@ Tab completes keywords, fields and attribute keys. The language: docs/QUERY.md."
 pub fn run(data: &Path, out: &mut impl Write) -> Result<i32, Box<dyn std::error::Error>> {
     let store = Store::open_read_only(data, spanstore_engine::Options::default())?;
     let mut schema_now = schema(&store)?;
-    let mut words: Vec<String> = KEYWORDS.iter().chain(INTRINSICS.iter()).map(|w| (*w).to_owned()).collect();
+    let mut words: Vec<String> = spanstore_query::parser::RESERVED
+        .iter()
+        .chain(EXTRA_WORDS.iter())
+        .chain(INTRINSICS.iter())
+        .map(|w| (*w).to_owned())
+        .chain(spanstore_query::parser::FUNCTIONS.iter().map(|f| format!("{f}(")))
+        .collect();
     for (scope, key) in schema_now.attributes.keys() {
         words.push(key.clone());
         words.push(format!("{scope}.{key}"));
@@ -286,4 +255,28 @@ fn print_schema(schema: &Schema, out: &mut impl Write) -> std::io::Result<()> {
         table.row(vec![format!("{scope}.{key}"), types.join("|"), distinct.to_string(), present.to_string()]);
     }
     table.print(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tab_completes_keywords_fields_and_attribute_keys() {
+        let helper = ShellHelper {
+            words: ["SELECT", "service", "http.route", "span.http.route", "percentile("].map(String::from).to_vec(),
+        };
+        let history = FileHistory::new();
+        let context = Context::new(&history);
+        let (start, pairs) = helper.complete("sel", 3, &context).unwrap();
+        assert_eq!((start, pairs[0].replacement.as_str()), (0, "SELECT"));
+        let line = "SELECT count(*) FROM spans FACET http.r";
+        let (start, pairs) = helper.complete(line, line.len(), &context).unwrap();
+        assert_eq!(start, line.len() - "http.r".len());
+        assert_eq!(pairs.iter().map(|p| p.replacement.as_str()).collect::<Vec<_>>(), ["http.route"]);
+        let line = "SELECT perc";
+        let (_, pairs) = helper.complete(line, line.len(), &context).unwrap();
+        assert_eq!(pairs[0].replacement, "percentile(");
+        assert!(helper.complete("SELECT ", 7, &context).unwrap().1.is_empty());
+    }
 }
