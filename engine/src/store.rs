@@ -722,7 +722,13 @@ impl Inner {
         let entry = handle.entry.clone();
         // Logs below the file of the first unsealed record retire; if every record is
         // sealed, everything below the active file does.
-        let active = writer.active_file().0;
+        // When every record is sealed, start a new log file first so that the whole of
+        // the old one retires now rather than after it fills up; a record appended
+        // meanwhile shows up in `file_after` and keeps its file live.
+        let active = match self.memtable.file_after(last_sequence) {
+            Some(_) => writer.active_file().0,
+            None => writer.rotate_if_used()?,
+        };
         let log_floor = self.memtable.file_after(last_sequence).unwrap_or(active).min(active);
         let old_floor;
         {
@@ -987,6 +993,12 @@ fn replay_file(
     }
     let mut records = Vec::with_capacity(scan.records.len());
     for scanned in scan.records {
+        // The sequence is the payload's first eight bytes: records already sealed are
+        // skipped without decoding their batches.
+        let peeked = scanned.payload.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+        if peeked.is_some_and(|sequence| sequence <= *last_sequence) {
+            continue;
+        }
         match log::decode_record(&scanned.payload) {
             Ok(record) => {
                 if record.sequence <= *last_sequence {

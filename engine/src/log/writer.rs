@@ -272,6 +272,17 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Closes the active log file and starts a new one if the active one holds any
+    /// record; returns the number of the file that is active afterwards. Sealing calls
+    /// this when every record is sealed, so the old file can retire at once.
+    pub fn rotate_if_used(&self) -> Result<u64> {
+        let mut active = self.active.lock();
+        if active.offset > LOG_HEADER_SIZE as u64 {
+            self.rotate(&mut active)?;
+        }
+        Ok(active.number)
+    }
+
     fn rotate(&self, active: &mut ActiveFile) -> Result<()> {
         // Under every policy: `sync` (and so `flush`) reaches only the active file.
         active.file.sync().map_err(|e| EngineError::io(&active.path, "fsync log", e))?;
