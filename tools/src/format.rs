@@ -229,27 +229,7 @@ pub fn print_trace(spans: &[spanstore_engine::Span], out: &mut impl Write) -> io
 
 /// Nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
 pub fn timestamp(unix_nano: u64) -> String {
-    let seconds = unix_nano / 1_000_000_000;
-    let nanos = unix_nano % 1_000_000_000;
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rest / 3600, rest / 60 % 60, rest % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    spanstore_query::format_rfc3339_nanos(i64::try_from(unix_nano).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
