@@ -813,7 +813,6 @@ impl<'a> Executor<'a> {
     }
 
     fn select(&self, query: &Query, plan: Option<&mut Vec<Vec<Value>>>) -> Result<QueryResult> {
-        let _ = self.snapshot;
         let (since, until) = query.time_range(self.options.now_unix_nano);
         let aggregates: Vec<&Aggregate> = query
             .select

@@ -135,6 +135,13 @@ impl Default for SegmentBuilder {
 
 const REST_INLINE: u64 = 1;
 
+/// An attribute kept whole in the rest blob: the inline code, its key and its value.
+fn write_inline(rest: &mut Writer, key: &str, value: &ValueView<'_>) {
+    rest.varint(REST_INLINE);
+    rest.len_bytes(key.as_bytes());
+    encode_any(rest, &value.to_any());
+}
+
 impl SegmentBuilder {
     /// An empty builder.
     pub fn new() -> Self {
@@ -244,9 +251,7 @@ impl SegmentBuilder {
             let typed = match value.scalar() {
                 Some(scalar) => scalar,
                 None => {
-                    rest.varint(REST_INLINE);
-                    rest.len_bytes(key.as_bytes());
-                    encode_any(rest, &value.to_any());
+                    write_inline(rest, key, &value);
                     continue;
                 }
             };
@@ -272,9 +277,7 @@ impl SegmentBuilder {
             if column.last_row() == Some(row) {
                 // A repeated key of the same type in one span: the column holds one
                 // value per row, so the repeat is kept inline.
-                rest.varint(REST_INLINE);
-                rest.len_bytes(key.as_bytes());
-                encode_any(rest, &value.to_any());
+                write_inline(rest, key, &value);
                 continue;
             }
             rest.varint((column_index as u64 + 1) << 1);

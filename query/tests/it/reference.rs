@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use spanstore_engine::Span;
-use spanstore_query::ast::{Aggregate, AggregateExpr, ArithOp, Limit, OrderKey, Query, SelectItem, Timeseries};
+use spanstore_query::ast::{Aggregate, AggregateExpr, ArithOp, Limit, Query, SelectItem, Timeseries};
 use spanstore_query::exec::{eval_expr, field_of_span};
 use spanstore_query::value::GroupKey;
 use spanstore_query::{QueryResult, Value};
@@ -184,6 +184,5 @@ pub fn evaluate(spans: &[Span], query: &Query, now: i64) -> QueryResult {
             }
         }
     }
-    let _ = OrderKey::Field;
     QueryResult { columns: names, rows: out, timeseries: interval.is_some(), facet_count: query.facets.len() }
 }
