@@ -1,0 +1,1 @@
+//! otlp_json (being written).

@@ -1,0 +1,1 @@
+//! tracecontext (being written).
