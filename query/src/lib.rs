@@ -32,6 +32,7 @@ pub mod error;
 pub mod exec;
 pub mod lexer;
 pub mod parser;
+pub mod select;
 pub mod time;
 pub mod value;
 
