@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use spanstore_engine::fs::RealFs;
 use spanstore_engine::verify::{self, FileKind};
 
+mod demo;
 mod format;
 mod shell;
 
@@ -60,6 +61,19 @@ enum Command {
     /// Read every byte of the log, manifest and segments, check every checksum, report
     /// damage precisely; exit 1 on damage.
     Verify,
+    /// Generate a realistic serverless data set into a new directory, ingest it and show
+    /// what the engine finds in it.
+    Demo {
+        /// How many spans to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        spans: u64,
+        /// Seed of the workload (the same seed gives the same data).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the data here (a new or empty directory) instead of a fresh temporary one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the tool with `args` (the program name first); returns the exit code.
@@ -81,6 +95,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Shell => shell::run(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
+        Command::Demo { spans, seed, dir } => demo::run(&demo::DemoArgs { spans, seed, dir }, &mut out),
     };
     match result {
         Ok(code) => code,
