@@ -205,7 +205,8 @@ mod tests {
         assert_eq!(span_id_from_hex("00f067aa0ba902bz").unwrap_err(), "invalid hex digit 'z' at position 15");
         assert_eq!(span_id_from_hex("0000000000000000").unwrap_err(), "all-zero span id");
         assert_eq!(span_id_from_hex("00F067AA0BA902B7").unwrap().to_hex(), "00f067aa0ba902b7");
-        assert_eq!(span_id_from_hex("ééééééé\u{0}\u{0}").unwrap_err(), "expected 16 hex digits, found 9");
+        assert_eq!(span_id_from_hex("ééééééé\u{0}\u{0}").unwrap_err(), "invalid hex digit 'é' at position 0");
+        assert_eq!(span_id_from_hex("0é").unwrap_err(), "expected 16 hex digits, found 2");
         assert_eq!(parent_id_from_hex("").unwrap(), None);
         assert_eq!(parent_id_from_hex("0000000000000000").unwrap(), None);
     }
