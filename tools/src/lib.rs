@@ -13,6 +13,7 @@ use spanstore_engine::verify::{self, FileKind};
 
 mod demo;
 mod format;
+mod serve;
 mod shell;
 
 /// Where the data directory is when neither `--data` nor `$SPANSTORE_DATA` says.
@@ -61,6 +62,9 @@ enum Command {
     /// Read every byte of the log, manifest and segments, check every checksum, report
     /// damage precisely; exit 1 on damage.
     Verify,
+    /// Receive spans over OTLP/HTTP, OTLP/gRPC and Zipkin and answer the query API
+    /// (see docs/SERVE.md); SIGTERM/SIGINT stops it cleanly.
+    Serve(serve::ServeArgs),
     /// Generate a realistic serverless data set into a new directory, ingest it and show
     /// what the engine finds in it.
     Demo {
@@ -95,6 +99,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Shell => shell::run(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
+        Command::Serve(args) => serve::run(&data, args),
         Command::Demo { spans, seed, dir } => demo::run(&demo::DemoArgs { spans, seed, dir }, &mut out),
     };
     match result {

@@ -1,5 +1,7 @@
 //! Integration tests of the `spanstore` binary: runs it as a user would.
 
+mod serve;
+
 use std::path::Path;
 use std::process::Command;
 
