@@ -325,7 +325,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                 Ok(Text::default())
             }
         }
-        deserializer.deserialize_str(TextVisitor)
+        deserializer.deserialize_any(TextVisitor)
     }
 }
 
@@ -501,7 +501,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
                 Ok(value)
             }
         }
-        deserializer.deserialize_map(V)
+        deserializer.deserialize_any(V)
     }
 }
 

@@ -115,7 +115,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
                 Ok(Tags(tags))
             }
         }
-        deserializer.deserialize_map(V)
+        deserializer.deserialize_any(V)
     }
 }
 
