@@ -16,6 +16,12 @@ mod format;
 mod serve;
 mod shell;
 
+/// The README's examples, compiled and run as doc tests (this crate sees every library
+/// the README uses).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Where the data directory is when neither `--data` nor `$SPANSTORE_DATA` says.
 pub const DEFAULT_DATA_DIR: &str = "./spanstore-data";
 
