@@ -127,6 +127,7 @@ fn shift(error: QueryError, prefix: &str) -> QueryError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::ast::{CompareOp, Field, Intrinsic, Literal};

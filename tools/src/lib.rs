@@ -12,7 +12,9 @@ use spanstore_engine::fs::RealFs;
 use spanstore_engine::verify::{self, FileKind};
 
 mod demo;
+mod export_cmd;
 mod format;
+mod ingest_cmd;
 mod serve;
 mod shell;
 
@@ -44,6 +46,11 @@ enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Read OTLP/JSON, OTLP protobuf or Zipkin JSON files (gzip too; `-` for stdin) and
+    /// store their spans; a bad line is rejected whole as `file:line: reason`.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Write spans back out as OTLP/JSON, one ExportTraceServiceRequest per line.
+    Export(export_cmd::ExportArgs),
     /// Run one SpanQL query (see docs/QUERY.md).
     Query {
         /// The query, e.g. "SELECT count(*) FROM spans FACET service".
@@ -100,6 +107,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::Inspect => inspect(&data, &mut out),
+        Command::Ingest(args) => ingest_cmd::run(&data, &args, &mut out),
+        Command::Export(args) => export_cmd::run(&data, &args),
         Command::Query { query, format } => query_command(&data, &query, format, &mut out),
         Command::Trace { id } => trace_command(&data, &id, &mut out),
         Command::Shell => shell::run(&data, &mut out),

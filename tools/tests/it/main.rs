@@ -1,5 +1,6 @@
 //! Integration tests of the `spanstore` binary: runs it as a user would.
 
+mod ingest;
 mod serve;
 
 use std::path::Path;
