@@ -17,6 +17,7 @@ mod format;
 mod ingest_cmd;
 mod serve;
 mod shell;
+mod tracecontext_cmd;
 
 /// The README's examples, compiled and run as doc tests (this crate sees every library
 /// the README uses).
@@ -64,9 +65,14 @@ enum Command {
     Shell,
     /// Show one trace as an indented tree with a waterfall.
     Trace {
-        /// The trace id, 32 hex digits.
+        /// The trace id: 32 hex digits, or an AWS X-Ray trace id (1-5759e988-bd862e3fe1be46a994272793).
         id: String,
     },
+    /// Check a W3C `traceparent` header and print it as one JSON object; exit 1 if invalid.
+    Traceparent(tracecontext_cmd::HeaderArgs),
+    /// Check a W3C `tracestate` header and print its members as one JSON object; exit 1 if
+    /// invalid.
+    Tracestate(tracecontext_cmd::HeaderArgs),
     /// Describe the data directory: segments, rows, time ranges, bytes per column and
     /// per span, index sizes.
     Inspect,
@@ -111,6 +117,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Export(args) => export_cmd::run(&data, &args),
         Command::Query { query, format } => query_command(&data, &query, format, &mut out),
         Command::Trace { id } => trace_command(&data, &id, &mut out),
+        Command::Traceparent(args) => tracecontext_cmd::traceparent(&args.header, &mut out),
+        Command::Tracestate(args) => tracecontext_cmd::tracestate(&args.header, &mut out),
         Command::Shell => shell::run(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
@@ -192,7 +200,12 @@ fn query_command(data: &std::path::Path, text: &str, format: OutputFormat, out: 
 }
 
 fn trace_command(data: &std::path::Path, id: &str, out: &mut impl Write) -> CommandResult {
-    let trace_id = spanstore_engine::TraceId::from_hex(id)?;
+    // An AWS X-Ray trace id maps to its W3C id as the OpenTelemetry X-Ray propagator maps it.
+    let trace_id = if id.starts_with("1-") {
+        spanstore_engine::TraceId::from_xray(id)?
+    } else {
+        spanstore_engine::TraceId::from_hex(id)?
+    };
     let store = open_read_only(data)?;
     let spans = store.trace(trace_id)?;
     if spans.is_empty() {

@@ -2,6 +2,7 @@
 
 mod ingest;
 mod serve;
+mod tracecontext;
 
 use std::path::Path;
 use std::process::Command;
