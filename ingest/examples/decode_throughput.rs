@@ -3,6 +3,7 @@
 //!
 //! Encodes `BATCHES` requests of `SPANS_PER_BATCH` workload spans each, then times the
 //! decoders over all of them `ROUNDS` times and prints the median spans per second.
+//! With an argument `protobuf` or `json` it only decodes that format (for `perf`).
 
 use std::time::Instant;
 
@@ -36,6 +37,24 @@ fn main() {
             out
         })
         .collect();
+    let phase = std::env::args().nth(1).unwrap_or_default();
+    if phase == "setup" {
+        return;
+    }
+    if phase == "protobuf" || phase == "json" {
+        // One phase only, for profilers: decode every payload ROUNDS times.
+        for _ in 0..ROUNDS {
+            for (p, j) in protobuf.iter().zip(&json) {
+                let spans = if phase == "protobuf" {
+                    otlp::decode_protobuf(p).map(|d| d.batch.len())
+                } else {
+                    otlp_json::decode_json(j).map(|d| d.batch.len())
+                };
+                assert_eq!(spans.ok(), Some(SPANS_PER_BATCH));
+            }
+        }
+        return;
+    }
     let bytes = |p: &[Vec<u8>]| p.iter().map(Vec::len).sum::<usize>() / (BATCHES * SPANS_PER_BATCH);
     println!("workload: {BATCHES} requests of {SPANS_PER_BATCH} spans, median of {ROUNDS} rounds, one thread");
     let rate = median_rate(&protobuf, |p| otlp::decode_protobuf(p).map(|d| d.batch.len()).unwrap_or(0));

@@ -128,7 +128,8 @@ struct Checked<'a> {
 /// Decodes a JSON array of Zipkin v2 spans. JSON that is not one is an error; invalid
 /// spans are left out and counted.
 pub fn decode_zipkin_json(bytes: &[u8]) -> Result<Decoded, IngestError> {
-    let spans: Vec<ZipkinSpan<'_>> = serde_json::from_slice(bytes).map_err(|e| IngestError::json(FORMAT, e))?;
+    let spans: Vec<ZipkinSpan<'_>> =
+        serde_json::from_str(crate::otlp_json::utf8(bytes, FORMAT)?).map_err(|e| IngestError::json(FORMAT, e))?;
     let mut rejections = Rejections::default();
     // (resource group, scope group, span index), so spans can be grouped stably.
     let mut order: Vec<(usize, usize, usize)> = Vec::with_capacity(spans.len());

@@ -3,4 +3,4 @@
 // mod corpus;
 mod otlp;
 mod roundtrip;
-// mod zipkin;
+mod zipkin;
