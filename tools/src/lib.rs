@@ -14,6 +14,7 @@ use spanstore_engine::verify::{self, FileKind};
 mod demo;
 mod export_cmd;
 mod format;
+mod gen_cmd;
 mod ingest_cmd;
 mod serve;
 mod shell;
@@ -52,6 +53,9 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Write spans back out as OTLP/JSON, one ExportTraceServiceRequest per line.
     Export(export_cmd::ExportArgs),
+    /// Write the serverless workload (docs/WORKLOAD.md) as OTLP/JSON lines, deterministic
+    /// for a seed: `spanstore gen --spans 1000000 --seed 1 | spanstore ingest -`.
+    Gen(gen_cmd::GenArgs),
     /// Run one SpanQL query (see docs/QUERY.md).
     Query {
         /// The query, e.g. "SELECT count(*) FROM spans FACET service".
@@ -114,6 +118,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let result = match cli.command {
         Command::Inspect => inspect(&data, &mut out),
         Command::Ingest(args) => ingest_cmd::run(&data, &args, &mut out),
+        Command::Gen(args) => gen_cmd::run(&args),
         Command::Export(args) => export_cmd::run(&data, &args),
         Command::Query { query, format } => query_command(&data, &query, format, &mut out),
         Command::Trace { id } => trace_command(&data, &id, &mut out),

@@ -69,6 +69,14 @@ impl Invocation {
     }
 }
 
+/// Span flags: sampled (bit 0), and whether the parent is remote is known (bit 8) and
+/// false (bit 9 clear), for roots and for spans whose parent is in the same process.
+const FLAGS_LOCAL_PARENT: u32 = 0x101;
+
+/// Span flags: sampled, and the parent is known to be remote (bits 8 and 9): the
+/// function span under the gateway's, the consumer under the producer.
+const FLAGS_REMOTE_PARENT: u32 = 0x301;
+
 /// Cumulative weights of 0, 1, 2, 3 and 4 client calls per invocation.
 const CHILD_COUNT_CUMULATIVE: [u32; 5] = [10, 40, 70, 90, 100];
 
@@ -297,7 +305,7 @@ impl Generator {
                 start_unix_nano: invocation.start_unix_nano,
                 duration_ns: invocation.gateway_duration_ns,
                 status_code: if invocation.http_status >= 500 { StatusCode::Error } else { StatusCode::Unset },
-                flags: 0x301,
+                flags: FLAGS_LOCAL_PARENT,
                 ..SpanFields::default()
             });
             batch.span_attr("http.request.method", ValueRef::Str(function.method));
@@ -323,7 +331,7 @@ impl Generator {
                     duration_ns: invocation.function_duration_ns,
                     status_code: if invocation.error.is_some() { StatusCode::Error } else { StatusCode::Unset },
                     status_message: invocation.error.unwrap_or(""),
-                    flags: 0x301,
+                    flags: FLAGS_REMOTE_PARENT,
                     ..SpanFields::default()
                 });
                 batch.span_attr("faas.trigger", ValueRef::Str("http"));
@@ -355,7 +363,7 @@ impl Generator {
                         duration_ns: consumer.duration_ns,
                         status_code: if consumer.error.is_some() { StatusCode::Error } else { StatusCode::Unset },
                         status_message: consumer.error.unwrap_or(""),
-                        flags: 0x301,
+                        flags: FLAGS_REMOTE_PARENT,
                         ..SpanFields::default()
                     });
                     batch.span_attr("faas.trigger", ValueRef::Str("pubsub"));
@@ -582,7 +590,7 @@ fn push_call(batch: &mut SpanBatch, service: &Service, trace_id: TraceId, parent
         duration_ns: child.duration_ns,
         status_code: if child.error.is_some() { StatusCode::Error } else { StatusCode::Unset },
         status_message: child.error.unwrap_or(""),
-        flags: 0x301,
+        flags: FLAGS_LOCAL_PARENT,
         ..SpanFields::default()
     });
     let mut text = [0u8; 36];
