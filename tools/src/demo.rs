@@ -28,9 +28,6 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// Spans per appended batch: about what one exporter request carries.
-const BATCH_SPANS: usize = 1000;
-
 /// Runs the demo, printing to `out`.
 pub fn run(args: &DemoArgs, out: &mut impl Write) -> CommandResult {
     let dir = match &args.dir {
@@ -77,21 +74,32 @@ pub fn run(args: &DemoArgs, out: &mut impl Write) -> CommandResult {
          ORDER BY error_rate DESC LIMIT 5",
     )?;
     tour.step(
-        "3. When? The same error rate as a time series, every 20 minutes: one subnet spikes for two hours.",
+        "3. When? The same error rate as a time series, hour by hour: one subnet spikes for two hours.",
         "SELECT filter(count(*), WHERE status = 'error') / count(*) AS error_rate FROM spans \
          WHERE name = 'DynamoDB.PutItem' FACET resource.cloud.availability_zone, resource.net.subnet.id \
-         TIMESERIES 20 minutes LIMIT 4",
+         TIMESERIES 1 hour LIMIT 4",
     )?;
     tour.step(
         "4. Cold starts: latency percentiles of the functions' cold-start invocations.",
         "SELECT count(*), percentile(duration, 50, 95, 99) FROM spans WHERE faas.coldstart = true \
          FACET faas.name LIMIT 5",
     )?;
-    tour.step(
-        "5. Same route, two versions: p50 of the gateway spans per route and function version, slowest first.",
-        "SELECT percentile(duration, 50) AS p50, count(*) FROM spans WHERE kind = 'server' \
-         FACET http.route, resource.faas.version ORDER BY p50 DESC LIMIT 4",
+    let slowest = tour.step(
+        "5. Which route got slower? p50 of the function invocations per route and function version, slowest first.",
+        "SELECT percentile(duration, 50) AS p50, count(*) FROM spans \
+         WHERE kind = 'server' AND resource.faas.version IS NOT NULL \
+         FACET http.route, resource.faas.version ORDER BY p50 DESC LIMIT 3",
     )?;
+    if let Some(route) = slowest.rows.first().and_then(|row| row.first()).map(|v| v.to_text(false)) {
+        tour.step(
+            "   Drill down: that route on each deployed version. One version is several times slower.",
+            &format!(
+                "SELECT percentile(duration, 50, 99), count(*) FROM spans WHERE kind = 'server' \
+                 AND resource.faas.version IS NOT NULL AND http.route = '{}' FACET resource.faas.version",
+                route.replace('\'', "''")
+            ),
+        )?;
+    }
     let failed = tour.query(&format!(
         "SELECT trace_id FROM spans WHERE name = 'DynamoDB.PutItem' AND status = 'error' \
          AND resource.net.subnet.id = '{}' LIMIT 1",
@@ -142,7 +150,7 @@ struct Load {
     bytes: u64,
 }
 
-/// Generates the workload on one thread and appends it on this one, with a progress bar
+/// Generates the workload on every core and appends it on this thread, with a progress bar
 /// on a terminal; closes the store so that everything is sealed into segments.
 fn load(dir: &Path, args: &DemoArgs) -> Result<Load, Box<dyn std::error::Error>> {
     // The data is regenerated from the seed if lost, so the demo does not fsync every
@@ -151,28 +159,17 @@ fn load(dir: &Path, args: &DemoArgs) -> Result<Load, Box<dyn std::error::Error>>
     let store = Store::open(dir, options)?;
     let started = Instant::now();
     let progress = Progress::new(args.spans);
-    let config = workload::Config { invocations_per_second: demo_rate(args.spans), ..workload::Config::default() };
-    let total = args.spans;
-    let seed = args.seed;
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<spanstore_engine::SpanBatch>(8);
-    let generator = std::thread::spawn(move || {
-        let mut generator = workload::Generator::with_config(seed, config);
-        let mut left = total;
-        while left > 0 {
-            let spans = left.min(BATCH_SPANS as u64);
-            if sender.send(generator.next_batch(spans as usize)).is_err() {
-                break;
-            }
-            left -= spans;
-        }
-    });
+    // A whole day, so the diurnal curve and the two-hour anomaly in its middle show.
+    let config = workload::Config::with_hours(workload::DEFAULT_START_UNIX_NANO, DEMO_HOURS);
+    let data_set = workload::Workload::new(args.seed, args.spans, config);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut appended = 0u64;
-    for batch in receiver {
+    data_set.for_each_batch(threads, |batch| {
         appended += batch.len() as u64;
         store.append(batch)?;
         progress.set(appended);
-    }
-    generator.join().map_err(|_| "the workload generator thread panicked")?;
+        Ok::<(), spanstore_engine::EngineError>(())
+    })?;
     progress.finish("sealing the last segment");
     store.close()?;
     let seconds = started.elapsed().as_secs_f64();
@@ -183,13 +180,8 @@ fn load(dir: &Path, args: &DemoArgs) -> Result<Load, Box<dyn std::error::Error>>
     Ok(Load { spans: appended, seconds, segments, bytes })
 }
 
-/// The invocation rate that spreads `spans` over about six hours of generated time, so
-/// that the two-hour anomaly half an hour in is fully inside the data.
-fn demo_rate(spans: u64) -> f64 {
-    const SPANS_PER_INVOCATION: f64 = 4.5;
-    const HOURS: f64 = 6.0;
-    (spans as f64 / SPANS_PER_INVOCATION / (HOURS * 3600.0)).max(1.0)
-}
+/// Hours of generated time the demo's spans cover.
+const DEMO_HOURS: f64 = 24.0;
 
 /// A progress bar on a terminal; nothing otherwise.
 struct Progress {
@@ -249,7 +241,7 @@ impl<W: Write> Tour<'_, W> {
         Ok(spanstore_query::execute(self.snapshot, &statement, &options)?)
     }
 
-    fn step(&mut self, story: &str, text: &str) -> CommandResult {
+    fn step(&mut self, story: &str, text: &str) -> Result<QueryResult, Box<dyn std::error::Error>> {
         let started = Instant::now();
         let result = self.query(text)?;
         let elapsed = started.elapsed();
@@ -262,7 +254,7 @@ impl<W: Write> Tour<'_, W> {
         }
         writeln!(self.out, "({:.1} ms)", elapsed.as_secs_f64() * 1e3)?;
         writeln!(self.out)?;
-        Ok(0)
+        Ok(result)
     }
 
     fn trace(&mut self, story: &str, id: &str) -> CommandResult {
@@ -285,7 +277,9 @@ impl<W: Write> Tour<'_, W> {
 fn print_series(result: &QueryResult, out: &mut impl Write) -> std::io::Result<()> {
     let facets = result.facet_count;
     let aggregates: Vec<&String> = result.columns.iter().skip(1 + facets).collect();
-    let mut series: Vec<(Vec<String>, Vec<(String, Vec<f64>)>)> = Vec::new();
+    /// One bucket: its start as text, and the aggregate values.
+    type Point = (String, Vec<f64>);
+    let mut series: Vec<(Vec<String>, Vec<Point>)> = Vec::new();
     for row in &result.rows {
         let key: Vec<String> = row.iter().skip(1).take(facets).map(|v| v.to_text(true)).collect();
         let stamp = row.first().map(|v| v.to_text(true)).unwrap_or_default();
@@ -355,13 +349,5 @@ mod tests {
         assert_eq!(group(1000), "1,000");
         assert_eq!(group(2_000_000), "2,000,000");
         assert_eq!(group(12_345_678), "12,345,678");
-    }
-
-    #[test]
-    fn demo_rate_spreads_spans_over_six_hours() {
-        let rate = demo_rate(2_000_000);
-        let seconds = 2_000_000.0 / 4.5 / rate;
-        assert!((seconds - 6.0 * 3600.0).abs() < 1.0, "{seconds}");
-        assert_eq!(demo_rate(10), 1.0);
     }
 }
