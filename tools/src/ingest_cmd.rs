@@ -460,6 +460,17 @@ impl Reader<'_> {
         }
     }
 
+    /// Sends the whole payloads read before a problem, then hands the problem back.
+    fn flush_then(&mut self, name: &Arc<str>, kind: UnitKind, unit: Vec<u8>, problem: Stop) -> Stop {
+        if unit.is_empty() {
+            return problem;
+        }
+        match self.send(name, kind, unit) {
+            Ok(()) => problem,
+            Err(stopped) => stopped,
+        }
+    }
+
     fn send(&mut self, input: &Arc<str>, kind: UnitKind, bytes: Vec<u8>) -> Result<(), Stop> {
         if self.shared.stopped() || self.halted {
             return Err(Stop::Stopped);
@@ -480,10 +491,15 @@ impl Reader<'_> {
         let mut unit_first_line = 1u64;
         loop {
             let start = unit.len();
-            let read = (&mut *reader)
-                .take(LINE_BYTES_MAX)
-                .read_until(b'\n', &mut unit)
-                .map_err(|e| Stop::Bad(Place::Line(line_number + 1), format!("cannot read: {e}")))?;
+            let read = match (&mut *reader).take(LINE_BYTES_MAX).read_until(b'\n', &mut unit) {
+                Ok(read) => read,
+                Err(e) => {
+                    // The whole lines before the damage are still ingested.
+                    unit.truncate(start);
+                    let bad = Stop::Bad(Place::Line(line_number + 1), format!("cannot read: {e}"));
+                    return Err(self.flush_then(name, UnitKind::JsonLines { first_line: unit_first_line }, unit, bad));
+                }
+            };
             if read == 0 {
                 break;
             }
@@ -531,41 +547,43 @@ impl Reader<'_> {
         let (mut unit_first_frame, mut unit_first_offset) = (1u64, 0u64);
         loop {
             let mut prefix = [0u8; 4];
-            let got = read_full(reader, &mut prefix)
-                .map_err(|e| Stop::Bad(Place::Frame(frame_number + 1, offset), format!("cannot read: {e}")))?;
+            let kind = UnitKind::Frames { first_frame: unit_first_frame, first_offset: unit_first_offset };
+            let got = match read_full(reader, &mut prefix) {
+                Ok(got) => got,
+                Err(e) => {
+                    let bad = Stop::Bad(Place::Frame(frame_number + 1, offset), format!("cannot read: {e}"));
+                    return Err(self.flush_then(name, kind, unit, bad));
+                }
+            };
             if got == 0 {
                 break;
             }
             frame_number += 1;
             let place = Place::Frame(frame_number, offset);
             if got < 4 {
-                return Err(Stop::Bad(place, format!("truncated length prefix ({got} of 4 bytes)")));
+                let bad = Stop::Bad(place, format!("truncated length prefix ({got} of 4 bytes)"));
+                return Err(self.flush_then(name, kind, unit, bad));
             }
             let len = u32::from_be_bytes(prefix);
             if len > FRAME_BYTES_MAX {
-                return Err(Stop::Bad(
+                let bad = Stop::Bad(
                     place,
                     format!(
                         "length prefix {len} is larger than {FRAME_BYTES_MAX} bytes (not a length-delimited stream?)"
                     ),
-                ));
+                );
+                return Err(self.flush_then(name, kind, unit, bad));
             }
             let start = unit.len();
             unit.extend_from_slice(&prefix);
-            let body = (&mut **reader)
-                .take(u64::from(len))
-                .read_to_end(&mut unit)
-                .map_err(|e| Stop::Bad(place, format!("cannot read: {e}")))?;
-            if body < len as usize {
+            let body = (&mut **reader).take(u64::from(len)).read_to_end(&mut unit);
+            if !matches!(body, Ok(n) if n == len as usize) {
                 unit.truncate(start);
-                if !unit.is_empty() {
-                    self.send(
-                        name,
-                        UnitKind::Frames { first_frame: unit_first_frame, first_offset: unit_first_offset },
-                        unit,
-                    )?;
-                }
-                return Err(Stop::Bad(place, format!("truncated: {body} of {len} bytes")));
+                let reason = match body {
+                    Ok(n) => format!("truncated: {n} of {len} bytes"),
+                    Err(e) => format!("cannot read: {e}"),
+                };
+                return Err(self.flush_then(name, kind, unit, Stop::Bad(place, reason)));
             }
             offset += 4 + u64::from(len);
             if unit.len() >= UNIT_BYTES {

@@ -323,7 +323,7 @@ fn malformed_inputs_are_clear_errors_and_change_nothing() {
         ),
         ("invalid-utf8.json".into(), b"{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"\xff\"}]}}]}".to_vec()),
         ("truncated.pb".into(), good[..good.len() / 2].to_vec()),
-        ("truncated-frame.pb".into(), framed(&[good.clone()])[..good.len() / 2].to_vec()),
+        ("truncated-frame.pb".into(), framed(std::slice::from_ref(&good))[..good.len() / 2].to_vec()),
         ("deep.json".into(), {
             let mut text = String::from(r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":"#);
             for _ in 0..5000 {
@@ -554,4 +554,23 @@ proptest! {
         prop_assert_eq!(want.len(), batches.iter().map(Vec::len).sum::<usize>());
         prop_assert_eq!(stored(&second), want);
     }
+}
+
+#[test]
+fn a_damaged_gzip_stream_keeps_the_whole_lines_before_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<Vec<Span>> = (0..40u8).map(|t| sample(t + 1, 30)).collect();
+    let text: Vec<u8> = lines.iter().flat_map(|spans| json_line(spans)).collect();
+    let mut compressed = gzip(&text);
+    compressed.truncate(compressed.len() * 2 / 3);
+    let path = write(dir.path(), "cut.jsonl.gz", &compressed);
+    let data = dir.path().join("store");
+    let (code, out, err) = run(&data, &["ingest", path.to_str().unwrap()], b"");
+    assert_eq!(code, 1, "{out}{err}");
+    let name = path.to_str().unwrap();
+    assert!(err.starts_with(&format!("{name}:")) && err.contains("cannot read"), "{err}");
+    let kept = stored(&data);
+    assert!(!kept.is_empty() && kept.len() < 40 * 30 && kept.len() % 30 == 0, "{}", kept.len());
+    let whole_lines = kept.len() / 30;
+    assert_eq!(kept, expected(&lines[..whole_lines].concat()));
 }
