@@ -1,5 +1,6 @@
 //! Integration tests of the `spanstore` binary: runs it as a user would.
 
+mod demo;
 mod gen;
 mod ingest;
 mod serve;
