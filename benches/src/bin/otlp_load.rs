@@ -30,7 +30,10 @@ use hyper_util::rt::TokioExecutor;
 use spanstore_benches::Generator;
 
 #[derive(Parser, Debug)]
-#[command(name = "otlp_load", about = "Sends OTLP/HTTP protobuf to spanstore serve from many clients and reports throughput")]
+#[command(
+    name = "otlp_load",
+    about = "Sends OTLP/HTTP protobuf to spanstore serve from many clients and reports throughput"
+)]
 struct Args {
     /// A running server's OTLP/HTTP address (loopback); default: start one.
     #[arg(long)]
@@ -67,7 +70,25 @@ struct Args {
 /// The started server; killed if still running when dropped.
 struct Started {
     child: Child,
-    _temp: Option<tempfile::TempDir>,
+    log: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Started {
+    /// SIGTERM, wait for the clean exit, and return the log writer's totals line.
+    fn stop(mut self) -> Result<String, String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().map_err(|e| format!("kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -TERM {pid} failed"));
+        }
+        let exit = self.child.wait().map_err(|e| format!("waiting for the server: {e}"))?;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if !exit.success() {
+            return Err(format!("the server exited with {exit}:\n{log}"));
+        }
+        Ok(log.lines().find(|l| l.contains("span log totals")).unwrap_or("").to_owned())
+    }
 }
 
 impl Drop for Started {
@@ -91,21 +112,18 @@ fn start_server(args: &Args) -> Result<(Started, SocketAddr), String> {
             bin.display()
         ));
     }
-    let (dir, temp) = match &args.dir {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let temp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-            (temp.path().join("data"), Some(temp))
-        }
-    };
+    let temp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().join("data"));
+    let log = temp.path().join("serve.log");
+    let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut child = Command::new(&bin)
         .arg("--data")
         .arg(&dir)
         .args(["serve", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0", "--zipkin", "127.0.0.1:0"])
         .args(["--sync", &args.sync])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(stderr))
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -116,7 +134,7 @@ fn start_server(args: &Args) -> Result<(Started, SocketAddr), String> {
         .find_map(|pair| pair.strip_prefix("otlp-http="))
         .and_then(|addr| addr.parse().ok())
         .ok_or_else(|| format!("no otlp-http address in {line:?}"))?;
-    Ok((Started { child, _temp: temp }, addr))
+    Ok((Started { child, log, _temp: temp }, addr))
 }
 
 /// User and system CPU seconds a process has used (Linux `/proc/PID/stat`).
@@ -270,6 +288,13 @@ fn run(args: &Args) -> Result<(), String> {
             spans as f64 / cpu.max(1e-9)
         );
     }
-    drop(started);
+    if let Some(started) = started {
+        // A clean SIGTERM shutdown under load, and how many fsyncs the requests shared.
+        let totals = started.stop()?;
+        println!(
+            "server stopped cleanly; {}",
+            totals.split_once("INFO").map_or(totals.as_str(), |(_, rest)| rest).trim()
+        );
+    }
     Ok(())
 }

@@ -206,6 +206,14 @@ pub(crate) fn run(data: &Path, args: ServeArgs) -> Result<i32, Box<dyn std::erro
         Ok(state) => state,
         Err(_) => return Err(Box::new(ServeError::Internal("a request still holds the store at exit".into()))),
     };
+    let stats = store.writer_stats();
+    tracing::info!(
+        records = stats.records,
+        fsyncs = stats.syncs,
+        groups = stats.groups,
+        bytes = stats.bytes,
+        "span log totals of this run"
+    );
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
         Err(store) => {
