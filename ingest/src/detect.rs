@@ -1,8 +1,9 @@
 //! Format detection and bounded gzip inflation, for `spanstore ingest` and `serve`.
 //!
 //! Detection reads the content first and uses the file name only as a hint where the
-//! content cannot tell: a head that is UTF-8 and starts (after whitespace and a BOM)
-//! with `[` is Zipkin JSON (control characters other than whitespace rule JSON out); with `{` it is OTLP/JSON, as lines when its first line is a
+//! content cannot tell: a head without control characters (other than whitespace) that starts, after
+//! whitespace and a BOM,
+//! with `[` is Zipkin JSON; with `{` it is OTLP/JSON, as lines when its first line is a
 //! whole object followed by another line, or when the name ends in `.jsonl` and the
 //! first line is longer than the head; anything else is OTLP protobuf when it decodes
 //! as a request or starts like one (field 1, `resource_spans`), or when the name ends
@@ -53,18 +54,32 @@ pub fn detect(head: &[u8], file_name: Option<&str>) -> Option<Format> {
     }
     let extension = extension(file_name);
     let hint = extension.as_deref();
-    if let Some(text) = json_text(head) {
-        let trimmed = text.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{feff}');
-        if trimmed.starts_with('[') {
+    if could_be_json(head) {
+        let trimmed = trim_json_start(head);
+        if trimmed.first() == Some(&b'[') {
             return Some(Format::ZipkinJson);
         }
-        if trimmed.starts_with('{') {
-            return Some(match trimmed.split_once('\n') {
-                Some((first, rest)) if is_whole_object(first) && !rest.trim().is_empty() => Format::OtlpJsonLines,
-                Some(_) => Format::OtlpJson,
+        if trimmed.first() == Some(&b'{') {
+            return Some(match trimmed.iter().position(|&b| b == b'\n') {
+                Some(newline) => {
+                    let first = String::from_utf8_lossy(trimmed.get(..newline).unwrap_or_default());
+                    let rest = trimmed.get(newline..).unwrap_or_default();
+                    if is_whole_object(&first) && rest.iter().any(|b| !b.is_ascii_whitespace()) {
+                        Format::OtlpJsonLines
+                    } else {
+                        Format::OtlpJson
+                    }
+                }
                 None if hint == Some("jsonl") || hint == Some("ndjson") => Format::OtlpJsonLines,
                 None => Format::OtlpJson,
             });
+        }
+        // Text that starts like no JSON container: the name decides, and the JSON
+        // decoder says what is wrong with it.
+        match hint {
+            Some("json") => return Some(Format::OtlpJson),
+            Some("jsonl") | Some("ndjson") => return Some(Format::OtlpJsonLines),
+            _ => {}
         }
     }
     if hint == Some("pb") || hint == Some("protobuf") || hint == Some("binpb") {
@@ -81,18 +96,19 @@ pub fn detect(head: &[u8], file_name: Option<&str>) -> Option<Format> {
     None
 }
 
-/// `head` as text when it could be JSON: UTF-8 (allowing a character cut off at its
-/// end) without control characters other than whitespace, which JSON allows nowhere,
-/// while protobuf's lengths and tags put them in nearly every message.
-fn json_text(head: &[u8]) -> Option<&str> {
-    if head.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
-        return None;
-    }
-    match std::str::from_utf8(head) {
-        Ok(text) => Some(text),
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(head.get(..e.valid_up_to())?).ok(),
-        Err(_) => None,
-    }
+/// False when `head` holds a control character other than whitespace, which JSON
+/// allows nowhere, while protobuf's lengths and tags put them in nearly every message.
+/// (Invalid UTF-8 is left for the JSON decoder to report.)
+fn could_be_json(head: &[u8]) -> bool {
+    !head.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+/// `head` without leading JSON whitespace and a UTF-8 byte order mark.
+fn trim_json_start(head: &[u8]) -> &[u8] {
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
+    let head = head.get(start..).unwrap_or_default();
+    head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head)
 }
 
 /// True when a line holds one whole JSON object (braces balance outside strings).
@@ -153,7 +169,7 @@ pub fn decode(format: Format, bytes: &[u8]) -> Result<Decoded, IngestError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::io::Write;
