@@ -16,7 +16,15 @@ fn demo_tours_a_generated_data_set_and_finds_the_anomaly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("ingested 300,000 spans"), "{stdout}");
-    for step in ["1. Traffic", "2. Is anything failing?", "3. When?", "4. Cold starts", "5. Which route", "6. One failed", "7. How"] {
+    for step in [
+        "1. Traffic",
+        "2. Is anything failing?",
+        "3. When?",
+        "4. Cold starts",
+        "5. Which route",
+        "6. One failed",
+        "7. How",
+    ] {
         assert!(stdout.contains(step), "missing step {step:?}:\n{stdout}");
     }
     // Step 2 ranks subnets by PutItem error rate: the anomaly subnet is the first row.
