@@ -110,8 +110,10 @@ enum Place {
 /// How a unit's bytes are cut into payloads.
 #[derive(Clone, Debug)]
 enum UnitKind {
-    /// Newline-separated OTLP/JSON requests; `first` is the first line's number.
-    JsonLines { first_line: u64 },
+    /// OTLP/JSON requests, one per line: the first line's number, and where each line
+    /// ends in the bytes (found by the reader's search for newlines, so workers need not
+    /// scan again).
+    JsonLines { first_line: u64, ends: Vec<usize> },
     /// Length-delimited protobuf requests; `first` is the first request's number and
     /// byte offset.
     Frames { first_frame: u64, first_offset: u64 },
@@ -489,6 +491,7 @@ impl Reader<'_> {
         let mut line_number = 0u64;
         let mut unit = Vec::with_capacity(UNIT_BYTES + (64 << 10));
         let mut unit_first_line = 1u64;
+        let mut ends: Vec<usize> = Vec::new();
         loop {
             let start = unit.len();
             let read = match (&mut *reader).take(LINE_BYTES_MAX).read_until(b'\n', &mut unit) {
@@ -497,7 +500,8 @@ impl Reader<'_> {
                     // The whole lines before the damage are still ingested.
                     unit.truncate(start);
                     let bad = Stop::Bad(Place::Line(line_number + 1), format!("cannot read: {e}"));
-                    return Err(self.flush_then(name, UnitKind::JsonLines { first_line: unit_first_line }, unit, bad));
+                    let kind = UnitKind::JsonLines { first_line: unit_first_line, ends };
+                    return Err(self.flush_then(name, kind, unit, bad));
                 }
             };
             if read == 0 {
@@ -512,7 +516,8 @@ impl Reader<'_> {
                 // numbers stay right and the rejection comes in order.
                 if !unit.is_empty() {
                     let bytes = std::mem::replace(&mut unit, Vec::with_capacity(UNIT_BYTES + (64 << 10)));
-                    self.send(name, UnitKind::JsonLines { first_line: unit_first_line }, bytes)?;
+                    let kind = UnitKind::JsonLines { first_line: unit_first_line, ends: std::mem::take(&mut ends) };
+                    self.send(name, kind, bytes)?;
                 }
                 self.reject(name, Place::Line(line_number), format!("longer than {LINE_BYTES_MAX} bytes"));
                 if self.halted {
@@ -521,15 +526,17 @@ impl Reader<'_> {
                 unit_first_line = line_number + 1;
                 continue;
             }
+            ends.push(unit.len());
             if unit.len() >= UNIT_BYTES {
                 let bytes = std::mem::replace(&mut unit, Vec::with_capacity(UNIT_BYTES + (64 << 10)));
-                self.send(name, UnitKind::JsonLines { first_line: unit_first_line }, bytes)?;
+                let kind = UnitKind::JsonLines { first_line: unit_first_line, ends: std::mem::take(&mut ends) };
+                self.send(name, kind, bytes)?;
                 unit_first_line = line_number + 1;
                 progress(self);
             }
         }
         if !unit.is_empty() {
-            self.send(name, UnitKind::JsonLines { first_line: unit_first_line }, unit)?;
+            self.send(name, UnitKind::JsonLines { first_line: unit_first_line, ends }, unit)?;
         }
         progress(self);
         Ok(())
@@ -689,9 +696,13 @@ fn decode_unit(unit: &Unit) -> Vec<Outcome> {
         };
         outcomes.push(outcome);
     };
-    match unit.kind {
-        UnitKind::JsonLines { first_line } => {
-            for (index, line) in unit.bytes.split(|&b| b == b'\n').enumerate() {
+    match &unit.kind {
+        UnitKind::JsonLines { first_line, ends } => {
+            let mut start = 0;
+            for (index, &end) in ends.iter().enumerate() {
+                let line = unit.bytes.get(start..end).unwrap_or_default();
+                start = end;
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
@@ -701,7 +712,7 @@ fn decode_unit(unit: &Unit) -> Vec<Outcome> {
         }
         UnitKind::Frames { first_frame, first_offset } => {
             let mut rest = unit.bytes.as_slice();
-            let (mut frame, mut offset) = (first_frame, first_offset);
+            let (mut frame, mut offset) = (*first_frame, *first_offset);
             // The reader checked every prefix and length, so this only walks them.
             while let (Some(prefix), Some(tail)) = (rest.get(..4), rest.get(4..)) {
                 let Ok(prefix) = <[u8; 4]>::try_from(prefix) else { break };
@@ -713,7 +724,7 @@ fn decode_unit(unit: &Unit) -> Vec<Outcome> {
                 offset += 4 + len as u64;
             }
         }
-        UnitKind::Whole(format) => decode_one(Place::Whole, &unit.bytes, format),
+        UnitKind::Whole(format) => decode_one(Place::Whole, &unit.bytes, *format),
         UnitKind::Rejected { .. } => {}
     }
     outcomes
