@@ -197,6 +197,11 @@ class Query:
     top: int | None = None
     # SpanQL TIMESERIES: its zero buckets are absent from the SQL answers.
     timeseries: bool = False
+    # Percentiles: DuckDB SQL giving (key, sorted list of values) per group; an answer
+    # agrees when each percentile is within its tolerance of a value whose rank is that
+    # percentile under some usual rank convention (floor(q(n-1)) to ceil(qn)).
+    band_sql: str | None = None
+    percentiles: list[float] = field(default_factory=list)
 
 
 def build_queries(duck) -> list[Query]:
@@ -250,6 +255,8 @@ def build_queries(duck) -> list[Query]:
             "quantileExact(0.99)(duration_ns) FROM bench.spans WHERE faas_coldstart GROUP BY 1",
             1,
             [0.01, 0.01, 0.01],
+            band_sql="SELECT faas_name, list_sort(list(duration_ns)) FROM spans WHERE faas_coldstart GROUP BY 1",
+            percentiles=[0.5, 0.95, 0.99],
         ),
         Query(
             "errors per minute, one service, 2 hours",
@@ -307,7 +314,8 @@ def build_queries(duck) -> list[Query]:
             "SELECT http_route, avg(duration_ns), max(duration_ns) FROM bench.spans WHERE http_status >= 500 "
             "GROUP BY 1",
             1,
-            [1e-9, 0],
+            # avg of a duration is whole nanoseconds in SpanQL
+            [1e-8, 0],
         ),
         Query(
             "spans with one aws.request_id",
@@ -377,6 +385,24 @@ def spanstore_rows(result: dict, query: Query) -> list[list]:
             converted.append([int(stamp.timestamp()) * 1_000_000_000] + row[1:])
         return [r for r in converted if r[1] != 0]
     return rows
+
+
+def within_band(query: Query, answer: list[list], bands: dict) -> str | None:
+    """None when every percentile of `answer` lies in its rank band, else what does not."""
+    got = keyed(answer, query.keys)
+    if set(got) != set(bands):
+        return f"groups differ: {sorted(set(got) ^ set(bands), key=str)[:5]}"
+    for key, values in got.items():
+        data = bands[key]
+        n = len(data)
+        for i, q in enumerate(query.percentiles):
+            low = data[max(0, math.floor(q * (n - 1)))]
+            high = data[min(n - 1, math.ceil(q * n))]
+            tol = query.tolerance[i]
+            v = values[i]
+            if v is None or not (low * (1 - tol) <= v <= high * (1 + tol)):
+                return f"{key} p{q * 100:g}: {v} outside [{low}, {high}] (n={n}, tolerance {tol})"
+    return None
 
 
 def agree(query: Query, ours: list[list], theirs: list[list]) -> str | None:
@@ -490,7 +516,12 @@ def main() -> int:
         duck_ms, duck_rows = time_sql(lambda s: duck.execute(s).fetchall(), q.duckdb)
         ch_ms, ch_rows = time_sql(lambda s: chdb_rows(sess, s), q.clickhouse)
         our_rows = spanstore_rows(mine["result"], q)
-        problems = [p for p in (agree(q, our_rows, duck_rows), agree(q, our_rows, ch_rows)) if p]
+        if q.band_sql:
+            bands = {(normalize(k),): [float(v) for v in values] for k, values in duck.execute(q.band_sql).fetchall()}
+            checks = [within_band(q, rows_, bands) for rows_ in (our_rows, duck_rows, ch_rows)]
+        else:
+            checks = [agree(q, our_rows, duck_rows), agree(q, our_rows, ch_rows)]
+        problems = [p for p in checks if p]
         if problems:
             failures += 1
             log(f"MISMATCH in '{q.title}': {problems[0]}")
