@@ -263,3 +263,45 @@ fn huge_attribute_values_decode() {
     let decoded = otlp_json::decode_json(&json_with(&span)).unwrap();
     assert_eq!(decoded.batch.span_attributes(0).get("big").unwrap().as_str().unwrap().len(), 4 << 20);
 }
+
+/// A request captured from the OpenTelemetry Python SDK 1.45.2
+/// (`tests/fixtures/capture_python_sdk.py`).
+#[test]
+fn python_sdk_fixture_decodes_and_round_trips() {
+    let bytes = include_bytes!("../fixtures/python_sdk_request.pb");
+    let decoded = otlp::decode_protobuf(bytes).unwrap();
+    assert_eq!(decoded.rejected_spans, 0, "{:?}", decoded.first_rejection);
+    let spans = decoded.batch.to_spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["SELECT orders", "publish", "GET /orders/{id}"]);
+    let (child, producer, root) = (&spans[0], &spans[1], &spans[2]);
+    assert_eq!(root.kind, SpanKind::Server);
+    assert_eq!(root.parent_span_id, None);
+    assert_eq!(child.parent_span_id, Some(root.span_id));
+    assert_eq!(child.trace_id, root.trace_id);
+    assert_eq!((child.status_code, child.status_message.as_str()), (StatusCode::Error, "query failed"));
+    assert_eq!(child.events[0].name, "exception");
+    assert!(child.events[0]
+        .attributes
+        .iter()
+        .any(|kv| kv.key == "exception.message" && kv.value == AnyValue::Str("no such order".into())));
+    assert_eq!(producer.links[0].span_id, root.span_id);
+    assert_eq!(producer.links[0].attributes, vec![KeyValue::new("link.kind", "follows")]);
+    assert_eq!(root.service(), Some("fixture-service"));
+    assert!(root.resource.attributes.contains(&KeyValue::new("faas.coldstart", true)));
+    assert_eq!((root.scope.name.as_str(), root.scope.version.as_str()), ("fixture.tracer", "1.2.3"));
+    assert_eq!(root.scope.schema_url, "https://opentelemetry.io/schemas/1.26.0");
+    let attr = |key: &str| root.attributes.iter().find(|kv| kv.key == key).map(|kv| kv.value.clone());
+    assert_eq!(attr("ratio"), Some(AnyValue::Double(-0.0)));
+    assert_eq!(attr("http.response.status_code"), Some(AnyValue::Int(500)));
+    assert_eq!(attr("ints"), Some(AnyValue::Array(vec![AnyValue::Int(1), AnyValue::Int(2), AnyValue::Int(3)])));
+    assert_eq!(root.events[0].name, "cache.miss");
+    assert!(root.duration_ns > 0 && root.flags & 0x100 != 0, "flags {:#x}", root.flags);
+
+    // Export and ingest again, both encodings: the same spans, every field.
+    let mut json = Vec::new();
+    otlp_json::encode_json(&decoded.batch, &mut json);
+    assert_eq!(otlp_json::decode_json(&json).unwrap().batch.to_spans(), spans);
+    let again = otlp::decode_protobuf(&otlp::encode_protobuf(&decoded.batch)).unwrap();
+    assert_eq!(again.batch.to_spans(), spans);
+}
