@@ -23,9 +23,23 @@ use crate::{Decoded, IngestError};
 /// Decodes a protobuf `ExportTraceServiceRequest`. Bytes that are not one are an error;
 /// invalid spans inside a well-formed request are left out and counted.
 pub fn decode_protobuf(bytes: &[u8]) -> Result<Decoded, IngestError> {
-    let request = ExportTraceServiceRequest::decode(bytes).map_err(|e| IngestError::Protobuf(e.to_string()))?;
+    let request =
+        ExportTraceServiceRequest::decode(bytes).map_err(|e| IngestError::Protobuf(shorten(e.to_string())))?;
     let (batch, rejections) = build(&request);
     rejections.finish(batch)
+}
+
+/// prost names every message on the path to the failure, innermost first: for deep
+/// nesting that is a hundred segments. Keep the innermost few and the outermost few.
+fn shorten(message: String) -> String {
+    const KEEP: usize = 4;
+    let parts: Vec<&str> = message.split(": ").collect();
+    if parts.len() <= 2 * KEEP + 1 {
+        return message;
+    }
+    let head = parts.get(..KEEP).unwrap_or_default().join(": ");
+    let tail = parts.get(parts.len() - KEEP..).unwrap_or_default().join(": ");
+    format!("{head}: ({} more): {tail}", parts.len() - 2 * KEEP)
 }
 
 /// Converts an already-decoded request (from the gRPC server). Invalid spans are left
