@@ -199,6 +199,7 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let server_pid = started.as_ref().map(|s| s.child.id());
     let cpu_before = server_pid.and_then(cpu_seconds);
+    let client_cpu_before = cpu_seconds(std::process::id());
     let acknowledged = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -259,6 +260,7 @@ fn run(args: &Args) -> Result<(), String> {
     });
     let elapsed = began.elapsed();
     let cpu_after = server_pid.and_then(cpu_seconds);
+    let client_cpu_after = cpu_seconds(std::process::id());
     let mut latencies = latencies;
     latencies.sort_unstable();
     let spans = acknowledged.load(Ordering::Relaxed);
@@ -287,6 +289,9 @@ fn run(args: &Args) -> Result<(), String> {
             cpu / elapsed.as_secs_f64(),
             spans as f64 / cpu.max(1e-9)
         );
+    }
+    if let (Some(before), Some(after)) = (client_cpu_before, client_cpu_after) {
+        println!("client CPU: {:.2} s ({:.2} cores busy)", after - before, (after - before) / elapsed.as_secs_f64());
     }
     if let Some(started) = started {
         // A clean SIGTERM shutdown under load, and how many fsyncs the requests shared.
