@@ -720,3 +720,58 @@ fn serve_keeps_every_acknowledged_span_exactly_once_after_sigkill() {
     assert_eq!(server.count("test.batch IS NOT NULL"), total);
     eprintln!("{} batches acknowledged, {} stored after SIGKILL", acknowledged.len(), counts.len());
 }
+
+/// The shared malformed-payload corpus of the ingest crate (`ingest/tests/corpus/`,
+/// with `EXPECTED` naming each file's outcome): every file sent to the endpoint of its
+/// format is answered with the expected 4xx or partial success and the expected
+/// message, nothing of it is stored, and the server keeps serving.
+#[test]
+fn serve_answers_the_malformed_corpus_clearly_and_stores_nothing_of_it() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ingest/tests/corpus");
+    let expected = std::fs::read_to_string(corpus.join("EXPECTED")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut checked = 0;
+    for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let mut fields = line.split('\t');
+        let (file, outcome, message) = (fields.next().unwrap(), fields.next().unwrap(), fields.next().unwrap());
+        let body = std::fs::read(corpus.join(file)).unwrap();
+        let zipkin = file.starts_with("zipkin_");
+        let content_type = if file.ends_with(".pb") { PROTOBUF } else { JSON };
+        let mut headers = vec![content_type];
+        if file.ends_with(".gz") {
+            headers.push(("content-encoding", "gzip"));
+        }
+        let reply = if zipkin {
+            http(server.zipkin, "POST", "/api/v2/spans", &headers, &body)
+        } else {
+            http(server.otlp_http, "POST", "/v1/traces", &headers, &body)
+        };
+        let text = if content_type == PROTOBUF && reply.status == 200 {
+            let response = ExportTraceServiceResponse::decode(reply.body.as_slice()).unwrap();
+            let partial = response.partial_success.unwrap_or_default();
+            assert!(partial.rejected_spans > 0, "{file}: no span rejected");
+            partial.error_message
+        } else if reply.status == 200 {
+            let value = reply.json();
+            assert!(value["partialSuccess"]["rejectedSpans"].as_str().is_some(), "{file}: {value}");
+            value["partialSuccess"]["errorMessage"].as_str().unwrap().to_owned()
+        } else {
+            reply.text()
+        };
+        let status = match (outcome, zipkin) {
+            ("rejected", false) => 200,
+            ("rejected", true) | ("error", _) => 400,
+            ("too large", _) => 413,
+            (other, _) => panic!("{file}: unknown outcome {other:?}"),
+        };
+        assert_eq!(reply.status, status, "{file}: {text}");
+        assert!(text.contains(message), "{file}: {text:?} does not contain {message:?}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} corpus files");
+    assert_eq!(server.count("name IS NOT NULL OR name IS NULL"), 0, "nothing of the corpus is stored");
+    let reply = http(server.otlp_http, "POST", "/v1/traces", &[PROTOBUF], &protobuf("after-corpus", 5));
+    assert_eq!(reply.status, 200);
+    assert_eq!(server.count("test.batch = 'after-corpus'"), 5);
+}
