@@ -574,3 +574,22 @@ fn a_damaged_gzip_stream_keeps_the_whole_lines_before_the_damage() {
     let whole_lines = kept.len() / 30;
     assert_eq!(kept, expected(&lines[..whole_lines].concat()));
 }
+
+#[test]
+fn export_works_while_a_writer_has_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let store = Store::open(&data, Options { background_maintenance: false, ..Options::default() }).unwrap();
+    let spans = sample(12, 50);
+    store.append(SpanBatch::from_spans(&spans)).unwrap();
+    let (code, out, err) = run(&data, &["export"], b"");
+    assert_eq!(code, 0, "{err}");
+    let decoded = otlp_json::decode_json(out.trim_end().as_bytes()).unwrap();
+    assert_eq!(sorted(decoded.batch.to_spans()), expected(&spans));
+    // A second writer is refused; the first one is untouched.
+    let (code, _, err) = run(&data, &["ingest", "-"], &json_line(&spans));
+    assert_eq!(code, 1, "{err}");
+    store.append(SpanBatch::from_spans(&sample(13, 5))).unwrap();
+    store.close().unwrap();
+    assert_eq!(stored(&data).len(), 55);
+}
