@@ -1006,15 +1006,32 @@ impl AggPlan<'_> {
         a.key.cmp(&b.key)
     }
 
-    /// Sorts and keeps the first `limit`.
+    /// Sorts and keeps the first `limit` (selecting them first when that is fewer).
     fn keep_top(&self, ranked: &mut Vec<Ranked>) {
-        ranked.sort_by(|a, b| self.compare(a, b));
+        if self.limit > 0 && self.limit < ranked.len() {
+            ranked.select_nth_unstable_by(self.limit - 1, |a, b| self.compare(a, b));
+        }
         ranked.truncate(self.limit);
+        ranked.sort_by(|a, b| self.compare(a, b));
     }
 
     /// The facet rows of one pass's groups, sorted and cut to the limit, with their
     /// bucket series.
     fn rank(&self, groups: Groups) -> Vec<Ranked> {
+        if self.buckets.is_none() {
+            // One group per facet key: its states are the totals.
+            let mut ranked: Vec<Ranked> = groups
+                .into_iter()
+                .map(|((key, _), group)| Ranked {
+                    values: self.evaluate(&group.states),
+                    key,
+                    keys: group.keys,
+                    series: Vec::new(),
+                })
+                .collect();
+            self.keep_top(&mut ranked);
+            return ranked;
+        }
         // Totals per facet key (over all buckets) decide which facets are shown.
         let mut totals: HashMap<Vec<GroupKey>, (Vec<Value>, Vec<AggState>)> = HashMap::new();
         let mut by_bucket: HashMap<Vec<GroupKey>, Vec<(i64, Vec<AggState>)>> = HashMap::new();

@@ -513,6 +513,9 @@ impl PartContext<'_, '_> {
         let mut codes = vec![0u32; keys.len()];
         let strings_facet = matches!(keys.first(), Some(KeySource::Strings { .. }));
         let null_hash = key_hash(&[GroupKey::Null]);
+        let count_only = spec.aggregates.iter().all(|a| AggState::counts_rows(a));
+        let mut row_counts: Vec<u64> = Vec::new();
+        let mut last = (u64::MAX, 0u32);
         for (n, row) in self.selected.iter().enumerate() {
             let block = row as usize / BLOCK_ROWS;
             if block != current {
@@ -582,18 +585,43 @@ impl PartContext<'_, '_> {
                 };
                 key = key * buckets.count + index;
             }
-            let next = slot_keys.len() as u32;
-            let Some((slot, new)) = slots.get_or_insert(key, next) else {
-                return Err(QueryError::Internal("group code out of the dense table".into()));
-            };
-            if new {
-                if slot_keys.len() >= spec.groups_max {
-                    return Ok(Some(false));
+            // Runs of one key (nulls, above all) skip the table.
+            let slot = if key == last.0 {
+                last.1
+            } else {
+                let next = slot_keys.len() as u32;
+                let Some((slot, new)) = slots.get_or_insert(key, next) else {
+                    return Err(QueryError::Internal("group code out of the dense table".into()));
+                };
+                if new {
+                    if slot_keys.len() >= spec.groups_max {
+                        return Ok(Some(false));
+                    }
+                    slot_keys.push(key);
+                    if count_only {
+                        row_counts.resize(row_counts.len() + aggregate_count, 0);
+                    } else {
+                        states.extend(template.iter().cloned());
+                    }
                 }
-                slot_keys.push(key);
-                states.extend(template.iter().cloned());
-            }
+                last = (key, slot);
+                slot
+            };
             let base = slot as usize * aggregate_count;
+            if count_only {
+                // Row counts only: a counter per slot and aggregate, no state per row.
+                for a in 0..aggregate_count {
+                    if let Some(Some(set)) = self.filter_sets.get(a) {
+                        if !set.contains(row) {
+                            continue;
+                        }
+                    }
+                    if let Some(c) = row_counts.get_mut(base + a) {
+                        *c += 1;
+                    }
+                }
+                continue;
+            }
             for (a, input) in inputs.iter().enumerate() {
                 if let Some(Some(set)) = self.filter_sets.get(a) {
                     if !set.contains(row) {
@@ -611,6 +639,15 @@ impl PartContext<'_, '_> {
         }
         // Codes to values, once per group.
         let group_count = slot_keys.len();
+        if count_only {
+            for (state, &n) in template.iter().cycle().zip(&row_counts) {
+                let mut state = state.clone();
+                if !state.add_rows(n) {
+                    return Err(QueryError::Internal("a row count fed to another aggregate".into()));
+                }
+                states.push(state);
+            }
+        }
         let mut states = states.into_iter();
         for mut key in slot_keys {
             let bucket = match spec.buckets {
