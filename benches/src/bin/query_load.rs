@@ -25,6 +25,9 @@ struct Args {
     /// Print the EXPLAIN output of each query once.
     #[arg(long)]
     explain: bool,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 /// The queries: the three issue-4 targets first.
@@ -46,6 +49,19 @@ fn queries(since: i64) -> Vec<String> {
     ]
 }
 
+/// CPU time of the process so far (user + system, every thread), in seconds; 10 ms
+/// resolution. Under a loaded machine this tells more than wall time.
+fn cpu_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14, 15.
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let store = Store::open_read_only(&args.dir, Options::default())?;
@@ -53,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let since = snapshot.time_range().map(|(lo, _)| lo as i64).unwrap_or(0);
     let since = since - since.rem_euclid(60_000_000_000);
     println!("{} spans in {} segments", snapshot.span_count(), snapshot.segments().len());
-    let options = ExecOptions::default();
+    let options = ExecOptions { threads: args.threads, ..ExecOptions::default() };
     for text in queries(since) {
         if args.only.as_deref().is_some_and(|o| !text.contains(o)) {
             continue;
@@ -61,19 +77,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let statement = parse(&text)?;
         let mut times: Vec<Duration> = Vec::new();
         let mut rows = 0;
+        let cpu_started = cpu_seconds();
         for _ in 0..args.runs.max(1) {
             let started = Instant::now();
             let result = execute(&snapshot, &statement, &options)?;
             times.push(started.elapsed());
             rows = result.rows.len();
         }
+        let cpu_per_run = (cpu_seconds() - cpu_started) / args.runs.max(1) as f64;
         times.sort();
         let median = times.get(times.len() / 2).copied().unwrap_or_default();
         let best = times.first().copied().unwrap_or_default();
         println!(
-            "{:>9.2} ms median {:>9.2} ms best {rows:>6} rows  {text}",
+            "{:>9.2} ms median {:>9.2} ms best {:>8.0} ms CPU/run {rows:>6} rows  {text}",
             median.as_secs_f64() * 1e3,
-            best.as_secs_f64() * 1e3
+            best.as_secs_f64() * 1e3,
+            cpu_per_run * 1e3
         );
         if args.explain {
             let explained = execute(&snapshot, &parse(&format!("EXPLAIN {text}"))?, &options)?;
