@@ -1218,10 +1218,15 @@ impl<'a> Executor<'a> {
                             partition.modulus
                         )));
                     }
-                    let modulus = partition.modulus * 2;
+                    // Halves first; a key set that overflowed once already is large, so
+                    // later splits go four ways, which saves most of the passes that
+                    // would only overflow again.
+                    let ways = if partition.modulus == 1 { 2 } else { 4 };
+                    let modulus = partition.modulus * ways;
                     widest = widest.max(modulus);
-                    work.push(Partition { modulus, residue: partition.residue + partition.modulus });
-                    work.push(Partition { modulus, residue: partition.residue });
+                    for k in (0..ways).rev() {
+                        work.push(Partition { modulus, residue: partition.residue + k * partition.modulus });
+                    }
                 }
             }
         }
