@@ -25,6 +25,16 @@ pub enum ModelError {
         /// The offending character.
         found: char,
     },
+    /// The text is not an AWS X-Ray trace id (`1-5759e988-bd862e3fe1be46a994272793`).
+    #[error("x-ray trace id at position {position}: expected {expected}, found {found}")]
+    XRayId {
+        /// Zero-based character position.
+        position: usize,
+        /// What the grammar allows there.
+        expected: &'static str,
+        /// What is there instead: a quoted character, "the end of the id" or "all zeros".
+        found: String,
+    },
 }
 
 /// Errors from decoding bytes (a log record payload, a manifest body) held in memory.

@@ -26,8 +26,3 @@ pub use log::writer::SyncPolicy;
 pub use model::{AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use snapshot::Snapshot;
 pub use store::{AppendReceipt, Options, RecoveryReport, Store};
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

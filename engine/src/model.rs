@@ -102,6 +102,81 @@ macro_rules! id_impls {
 id_impls!(TraceId, 16, "trace id");
 id_impls!(SpanId, 8, "span id");
 
+impl TraceId {
+    /// Parses an AWS X-Ray trace id, `1-<epoch>-<unique>`, into the W3C trace id the
+    /// OpenTelemetry AWS X-Ray propagator maps it to: the epoch's 8 hex digits followed by
+    /// the unique part's 24 (`1-5759e988-bd862e3fe1be46a994272793` is
+    /// `5759e988bd862e3fe1be46a994272793`).
+    ///
+    /// The rules are the propagator's (opentelemetry-java-contrib `AwsXrayPropagator`):
+    /// version `1`; an epoch of 8 hex digits, or fewer with leading zeros left out (it is
+    /// zero-padded on the left); 24 hex digits of unique part; lowercase hex only; the
+    /// all-zero id is invalid.
+    pub fn from_xray(text: &str) -> Result<TraceId, ModelError> {
+        const UNIQUE_DIGITS: usize = 24;
+        let bytes = text.as_bytes();
+        let fail = |position: usize, expected: &'static str| {
+            let found = text.get(position..).and_then(|rest| rest.chars().next());
+            let found = found.map_or_else(|| "the end of the id".to_string(), |c| format!("{c:?}"));
+            ModelError::XRayId { position, expected, found }
+        };
+        let is_digit = |position: usize| bytes.get(position).is_some_and(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if bytes.first() != Some(&b'1') {
+            return Err(fail(0, "the version '1'"));
+        }
+        if bytes.get(1) != Some(&b'-') {
+            return Err(fail(1, "'-' after the version"));
+        }
+        let epoch_digits = (2..11).take_while(|&position| is_digit(position)).count();
+        if epoch_digits == 0 {
+            return Err(fail(2, "a lowercase hex digit of the epoch"));
+        }
+        if epoch_digits > 8 {
+            return Err(fail(10, "'-' after the epoch's 8 hex digits"));
+        }
+        let dash = 2 + epoch_digits;
+        if bytes.get(dash) != Some(&b'-') {
+            let expected =
+                if epoch_digits == 8 { "'-' after the epoch" } else { "a lowercase hex digit of the epoch or '-'" };
+            return Err(fail(dash, expected));
+        }
+        let unique_start = dash + 1;
+        if let Some(position) = (unique_start..unique_start + UNIQUE_DIGITS).find(|&position| !is_digit(position)) {
+            return Err(fail(position, "a lowercase hex digit of the 24-digit unique part"));
+        }
+        if bytes.len() > unique_start + UNIQUE_DIGITS {
+            return Err(fail(unique_start + UNIQUE_DIGITS, "the end of the id"));
+        }
+        let padding = std::iter::repeat_n(b'0', 8 - epoch_digits);
+        let digits = bytes.get(2..dash).unwrap_or_default().iter().copied();
+        let unique = bytes.get(unique_start..).unwrap_or_default().iter().copied();
+        let mut id = [0u8; 16];
+        for (index, digit) in padding.chain(digits).chain(unique).enumerate() {
+            let nibble = if digit.is_ascii_digit() { digit - b'0' } else { digit - b'a' + 10 };
+            if let Some(byte) = id.get_mut(index / 2) {
+                *byte |= if index % 2 == 0 { nibble << 4 } else { nibble };
+            }
+        }
+        let trace_id = TraceId(id);
+        if trace_id.is_zero() {
+            return Err(ModelError::XRayId {
+                position: 2,
+                expected: "an id that is not all zeros",
+                found: "all zeros".to_string(),
+            });
+        }
+        Ok(trace_id)
+    }
+
+    /// The AWS X-Ray form of this id, as the OpenTelemetry X-Ray propagator writes it:
+    /// `1-`, the first 8 hex digits, `-`, the other 24.
+    pub fn to_xray(&self) -> String {
+        let hex = self.to_hex();
+        let (epoch, unique) = hex.split_at(8.min(hex.len()));
+        format!("1-{epoch}-{unique}")
+    }
+}
+
 /// Span kind, numbered as in OTLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(u8)]
@@ -407,6 +482,42 @@ mod tests {
         let err = SpanId::from_hex("00f067aa0ba902bz").unwrap_err();
         assert_eq!(err.to_string(), "span id: invalid hex digit 'z' at position 15");
         assert!(SpanId::from_hex("ééééééé").is_err());
+    }
+
+    #[test]
+    fn xray_ids_map_to_w3c_ids_as_the_opentelemetry_propagator_does() {
+        // The example of the AWS X-Ray tracing-header documentation and the propagator's README.
+        let id = TraceId::from_xray("1-5759e988-bd862e3fe1be46a994272793").unwrap();
+        assert_eq!(id.to_hex(), "5759e988bd862e3fe1be46a994272793");
+        assert_eq!(id.to_xray(), "1-5759e988-bd862e3fe1be46a994272793");
+        // An epoch with its leading zeros left out is zero-padded (opentelemetry-java-contrib).
+        let short = TraceId::from_xray("1-759e988-bd862e3fe1be46a994272793").unwrap();
+        assert_eq!(short.to_hex(), "0759e988bd862e3fe1be46a994272793");
+        assert_eq!(short.to_xray(), "1-0759e988-bd862e3fe1be46a994272793");
+        assert_eq!(
+            TraceId::from_xray("1-1-000000000000000000000001").unwrap().to_hex(),
+            "00000001000000000000000000000001"
+        );
+    }
+
+    #[test]
+    fn bad_xray_ids_name_the_position() {
+        let cases = [
+            ("", "x-ray trace id at position 0: expected the version '1', found the end of the id"),
+            ("2-5759e988-bd862e3fe1be46a994272793", "x-ray trace id at position 0: expected the version '1', found '2'"),
+            ("1_5759e988-bd862e3fe1be46a994272793", "x-ray trace id at position 1: expected '-' after the version, found '_'"),
+            ("1--bd862e3fe1be46a994272793", "x-ray trace id at position 2: expected a lowercase hex digit of the epoch, found '-'"),
+            ("1-5759E988-bd862e3fe1be46a994272793", "x-ray trace id at position 6: expected a lowercase hex digit of the epoch or '-', found 'E'"),
+            ("1-5759e9880-bd862e3fe1be46a994272793", "x-ray trace id at position 10: expected '-' after the epoch's 8 hex digits, found '0'"),
+            ("1-5759e988_bd862e3fe1be46a994272793", "x-ray trace id at position 10: expected '-' after the epoch, found '_'"),
+            ("1-5759e988-bd862e3fe1be46a99427279", "x-ray trace id at position 34: expected a lowercase hex digit of the 24-digit unique part, found the end of the id"),
+            ("1-5759e988-bd862e3fe1be46a9942727930", "x-ray trace id at position 35: expected the end of the id, found '0'"),
+            ("1-5759e988-bd862e3fe1bé46a994272793", "x-ray trace id at position 22: expected a lowercase hex digit of the 24-digit unique part, found 'é'"),
+            ("1-00000000-000000000000000000000000", "x-ray trace id at position 2: expected an id that is not all zeros, found all zeros"),
+        ];
+        for (text, message) in cases {
+            assert_eq!(TraceId::from_xray(text).unwrap_err().to_string(), message, "{text:?}");
+        }
     }
 
     #[test]

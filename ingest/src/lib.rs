@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod common;
 pub mod detect;
 pub mod error;
 pub mod otlp;

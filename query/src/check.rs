@@ -65,9 +65,13 @@ pub(crate) struct Marks {
     pub until: Option<Position>,
 }
 
-/// Parses a trace id: 32 hex digits, or 16 zero-extended on the left as Zipkin's
-/// 64-bit ids are.
+/// Parses a trace id: 32 hex digits, 16 zero-extended on the left as Zipkin's 64-bit ids
+/// are, or an AWS X-Ray trace id (`1-5759e988-bd862e3fe1be46a994272793`) mapped as the
+/// OpenTelemetry X-Ray propagator maps it ([`TraceId::from_xray`]).
 pub(crate) fn parse_trace_id(text: &str) -> Option<TraceId> {
+    if text.starts_with("1-") {
+        return TraceId::from_xray(text).ok();
+    }
     if text.len() == 2 * SpanId::LEN {
         let span_id = SpanId::from_hex(text).ok()?;
         let mut bytes = [0u8; TraceId::LEN];
@@ -96,7 +100,10 @@ pub(crate) fn typed_literal(field: &Field, literal: RawLiteral) -> Result<Litera
         (FieldType::Any, RawValue::Bool(value)) => Ok(Literal::Bool(value)),
         (FieldType::Any | FieldType::Duration, RawValue::Duration(nanos)) => Ok(Literal::Duration(nanos)),
         (FieldType::TraceId, RawValue::String(text)) => parse_trace_id(&text).map(Literal::TraceId).ok_or_else(|| {
-            QueryError::type_error(position, format!("{field} takes 32 hex digits, found '{}'", truncate(&text)))
+            QueryError::type_error(
+                position,
+                format!("{field} takes 32 hex digits or an X-Ray id, found '{}'", truncate(&text)),
+            )
         }),
         (FieldType::SpanId, RawValue::String(text)) => SpanId::from_hex(&text).map(Literal::SpanId).map_err(|_| {
             QueryError::type_error(position, format!("{field} takes 16 hex digits, found '{}'", truncate(&text)))
@@ -458,7 +465,7 @@ mod tests {
             ("SELECT * FROM spans WHERE kind = 5", "line 1, column 34: kind is a span kind, found number 5"),
             ("SELECT * FROM spans WHERE kind = 'nope'", "line 1, column 34: unknown span kind 'nope', expected unspecified, internal, server, client, producer or consumer"),
             ("SELECT * FROM spans WHERE status = 'bad'", "line 1, column 36: unknown status 'bad', expected unset, ok or error"),
-            ("SELECT * FROM spans WHERE trace_id = 'xyz'", "line 1, column 38: trace_id takes 32 hex digits, found 'xyz'"),
+            ("SELECT * FROM spans WHERE trace_id = 'xyz'", "line 1, column 38: trace_id takes 32 hex digits or an X-Ray id, found 'xyz'"),
             ("SELECT * FROM spans WHERE span_id = 'xyz'", "line 1, column 37: span_id takes 16 hex digits, found 'xyz'"),
             ("SELECT * FROM spans WHERE parent_span_id IN ('00f067aa0ba902b7', 'x')", "line 1, column 66: parent_span_id takes 16 hex digits, found 'x'"),
             ("SELECT * FROM spans WHERE start > 'yesterday'", "line 1, column 35: invalid RFC 3339 timestamp 'yesterday': expected a four-digit year"),
@@ -594,7 +601,8 @@ mod tests {
             ("SELECT count(*) FROM spans SINCE 1700000000000000", "line 1, column 34: SINCE takes epoch nanoseconds, and 1700000000000000 looks like microseconds (did you mean 1700000000000000000?)"),
             ("SELECT count(*) FROM spans SINCE '1 hour ago'", "line 1, column 34: invalid RFC 3339 timestamp '1 hour ago': expected a four-digit year (write SINCE 1 hour ago without quotes)"),
             ("SELECT count(*) FROM spans LIMIT 1.5", "line 1, column 34: LIMIT takes a whole number, found 1.5"),
-            ("TRACE 'abc'", "line 1, column 7: a trace id is 32 hex digits, found 'abc'"),
+            ("TRACE 'abc'", "line 1, column 7: a trace id is 32 hex digits or an X-Ray id, found 'abc'"),
+            ("TRACE '1-5759E988-bd862e3fe1be46a994272793'", "line 1, column 7: a trace id is 32 hex digits or an X-Ray id, found '1-5759E988-bd862e3fe1be46a994272793'"),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text), expected, "{text}");

@@ -32,6 +32,7 @@ pub mod error;
 pub mod exec;
 pub mod lexer;
 pub mod parser;
+pub mod select;
 pub mod time;
 pub mod value;
 
@@ -45,3 +46,27 @@ pub use lexer::Position;
 pub use parser::parse;
 pub use time::{format_rfc3339, format_rfc3339_nanos, parse_rfc3339};
 pub use value::{QueryResult, Value};
+
+/// Parses and runs one statement over `snapshot`, with relative times (`SINCE 1 hour
+/// ago`) counted from the system clock: the one-call form for embedding programs.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("spanstore-query-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let store = spanstore_engine::Store::open(&dir, spanstore_engine::Options::default())?;
+/// let result = spanstore_query::query(&store.snapshot(), "SELECT count(*) FROM spans")?;
+/// assert_eq!(result.rows[0][0].as_f64(), Some(0.0));
+/// # store.close()?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn query(snapshot: &spanstore_engine::Snapshot, text: &str) -> Result<QueryResult> {
+    let statement = parse(text)?;
+    let now_unix_nano = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    execute(snapshot, &statement, &ExecOptions { now_unix_nano, cancel: None, ..Default::default() })
+}

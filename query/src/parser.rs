@@ -283,7 +283,10 @@ impl<'a> Parser<'a> {
         let token = self.advance();
         match &token.kind {
             TokenKind::String(text) => check::parse_trace_id(text).map(Statement::Trace).ok_or_else(|| {
-                QueryError::type_error(token.start, format!("a trace id is 32 hex digits, found '{}'", truncate(text)))
+                QueryError::type_error(
+                    token.start,
+                    format!("a trace id is 32 hex digits or an X-Ray id, found '{}'", truncate(text)),
+                )
             }),
             TokenKind::Word(_) | TokenKind::Number(_) | TokenKind::Quoted(_) => {
                 let raw = self.raw(&token).trim_matches('`');
@@ -1785,6 +1788,15 @@ pub(crate) mod tests {
             "EXPLAIN TRACE '4bf92f3577b34da6a3ce929d0e0e4736'"
         );
         assert_eq!(canonical("TRACE '00f067aa0ba902b7'"), "TRACE '000000000000000000f067aa0ba902b7'");
+        // An AWS X-Ray trace id is its W3C id, as the OpenTelemetry X-Ray propagator maps it.
+        assert_eq!(
+            canonical("TRACE '1-5759e988-bd862e3fe1be46a994272793'"),
+            "TRACE '5759e988bd862e3fe1be46a994272793'"
+        );
+        assert_eq!(
+            canonical("SELECT * FROM spans WHERE trace_id = '1-5759e988-bd862e3fe1be46a994272793'"),
+            "SELECT * FROM spans WHERE trace_id = '5759e988bd862e3fe1be46a994272793'"
+        );
     }
 
     #[test]

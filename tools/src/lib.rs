@@ -11,8 +11,20 @@ use clap::{Parser, Subcommand};
 use spanstore_engine::fs::RealFs;
 use spanstore_engine::verify::{self, FileKind};
 
+mod demo;
+mod export_cmd;
 mod format;
+mod gen_cmd;
+mod ingest_cmd;
+mod serve;
 mod shell;
+mod tracecontext_cmd;
+
+/// The README's examples, compiled and run as doc tests (this crate sees every library
+/// the README uses).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Where the data directory is when neither `--data` nor `$SPANSTORE_DATA` says.
 pub const DEFAULT_DATA_DIR: &str = "./spanstore-data";
@@ -36,6 +48,14 @@ enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Read OTLP/JSON, OTLP protobuf or Zipkin JSON files (gzip too; `-` for stdin) and
+    /// store their spans; a bad line is rejected whole as `file:line: reason`.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Write spans back out as OTLP/JSON, one ExportTraceServiceRequest per line.
+    Export(export_cmd::ExportArgs),
+    /// Write the serverless workload (docs/WORKLOAD.md) as OTLP/JSON lines, deterministic
+    /// for a seed: `spanstore gen --spans 1000000 --seed 1 | spanstore ingest -`.
+    Gen(gen_cmd::GenArgs),
     /// Run one SpanQL query (see docs/QUERY.md).
     Query {
         /// The query, e.g. "SELECT count(*) FROM spans FACET service".
@@ -49,9 +69,14 @@ enum Command {
     Shell,
     /// Show one trace as an indented tree with a waterfall.
     Trace {
-        /// The trace id, 32 hex digits.
+        /// The trace id: 32 hex digits, or an AWS X-Ray trace id (1-5759e988-bd862e3fe1be46a994272793).
         id: String,
     },
+    /// Check a W3C `traceparent` header and print it as one JSON object; exit 1 if invalid.
+    Traceparent(tracecontext_cmd::HeaderArgs),
+    /// Check a W3C `tracestate` header and print its members as one JSON object; exit 1 if
+    /// invalid.
+    Tracestate(tracecontext_cmd::HeaderArgs),
     /// Describe the data directory: segments, rows, time ranges, bytes per column and
     /// per span, index sizes.
     Inspect,
@@ -60,6 +85,22 @@ enum Command {
     /// Read every byte of the log, manifest and segments, check every checksum, report
     /// damage precisely; exit 1 on damage.
     Verify,
+    /// Receive spans over OTLP/HTTP, OTLP/gRPC and Zipkin and answer the query API
+    /// (see docs/SERVE.md); SIGTERM/SIGINT stops it cleanly.
+    Serve(serve::ServeArgs),
+    /// Generate a realistic serverless data set into a new directory, ingest it and show
+    /// what the engine finds in it.
+    Demo {
+        /// How many spans to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        spans: u64,
+        /// Seed of the workload (the same seed gives the same data).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the data here (a new or empty directory) instead of a fresh temporary one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the tool with `args` (the program name first); returns the exit code.
@@ -76,11 +117,18 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::Inspect => inspect(&data, &mut out),
+        Command::Ingest(args) => ingest_cmd::run(&data, &args, &mut out),
+        Command::Gen(args) => gen_cmd::run(&args),
+        Command::Export(args) => export_cmd::run(&data, &args),
         Command::Query { query, format } => query_command(&data, &query, format, &mut out),
         Command::Trace { id } => trace_command(&data, &id, &mut out),
+        Command::Traceparent(args) => tracecontext_cmd::traceparent(&args.header, &mut out),
+        Command::Tracestate(args) => tracecontext_cmd::tracestate(&args.header, &mut out),
         Command::Shell => shell::run(&data, &mut out),
         Command::Verify => verify_command(&data, &mut out),
         Command::Compact => compact(&data, &mut out),
+        Command::Serve(args) => serve::run(&data, args),
+        Command::Demo { spans, seed, dir } => demo::run(&demo::DemoArgs { spans, seed, dir }, &mut out),
     };
     match result {
         Ok(code) => code,
@@ -157,7 +205,12 @@ fn query_command(data: &std::path::Path, text: &str, format: OutputFormat, out: 
 }
 
 fn trace_command(data: &std::path::Path, id: &str, out: &mut impl Write) -> CommandResult {
-    let trace_id = spanstore_engine::TraceId::from_hex(id)?;
+    // An AWS X-Ray trace id maps to its W3C id as the OpenTelemetry X-Ray propagator maps it.
+    let trace_id = if id.starts_with("1-") {
+        spanstore_engine::TraceId::from_xray(id)?
+    } else {
+        spanstore_engine::TraceId::from_hex(id)?
+    };
     let store = open_read_only(data)?;
     let spans = store.trace(trace_id)?;
     if spans.is_empty() {

@@ -1,5 +1,11 @@
 //! Integration tests of the `spanstore` binary: runs it as a user would.
 
+mod demo;
+mod gen;
+mod ingest;
+mod serve;
+mod tracecontext;
+
 use std::path::Path;
 use std::process::Command;
 
