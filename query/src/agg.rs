@@ -102,6 +102,23 @@ impl AggState {
         self.0.merge(other.0)
     }
 
+    /// True when `aggregate` only counts rows (`count(*)`, possibly inside `rate` or
+    /// `filter`), so that a group's state is a row count the executor can take from
+    /// bitmap cardinalities without feeding rows one by one.
+    pub fn counts_rows(aggregate: &Aggregate) -> bool {
+        match aggregate {
+            Aggregate::Count(None) => true,
+            Aggregate::Rate { aggregate, .. } | Aggregate::Filter { aggregate, .. } => Self::counts_rows(aggregate),
+            _ => false,
+        }
+    }
+
+    /// Feeds `rows` rows at once to a state of an aggregate for which
+    /// [`AggState::counts_rows`] holds; returns false (and changes nothing) otherwise.
+    pub fn add_rows(&mut self, rows: u64) -> bool {
+        self.0.add_rows(rows)
+    }
+
     /// The aggregate's value; `window_ns` is the time a rate is taken over.
     pub fn output(&self, window_ns: i64) -> AggOutput {
         self.0.output(window_ns)
@@ -199,6 +216,17 @@ impl State {
                 }
             }
             State::Rate { inner, .. } => inner.add(value),
+        }
+    }
+
+    fn add_rows(&mut self, rows: u64) -> bool {
+        match self {
+            State::Count { n, every_row: true } => {
+                *n += rows;
+                true
+            }
+            State::Rate { inner, .. } => inner.add_rows(rows),
+            _ => false,
         }
     }
 
@@ -337,6 +365,26 @@ mod tests {
             let error = (got as f64 - n as f64).abs() / n as f64;
             assert!(error < 0.02, "{n}: {got}");
         }
+    }
+
+    #[test]
+    fn row_counts_add_in_bulk_only_to_row_counting_states() {
+        let count = Aggregate::Count(None);
+        let rate = Aggregate::Rate { aggregate: Box::new(Aggregate::Count(None)), per_ns: 60_000_000_000 };
+        assert!(AggState::counts_rows(&count) && AggState::counts_rows(&rate));
+        assert!(!AggState::counts_rows(&Aggregate::Count(Some(Field::attribute("x")))));
+        assert!(!AggState::counts_rows(&Aggregate::Sum(Field::attribute("x"))));
+        let mut state = AggState::new(&count);
+        assert!(state.add_rows(41));
+        state.add(&Value::Null);
+        let AggOutput::One(v) = state.output(1) else { unreachable!("count gives one value") };
+        assert!(matches!(v, Value::Int(42)));
+        let mut sum = AggState::new(&Aggregate::Sum(Field::attribute("x")));
+        assert!(!sum.add_rows(3));
+        let mut per_minute = AggState::new(&rate);
+        assert!(per_minute.add_rows(120));
+        let AggOutput::One(v) = per_minute.output(120_000_000_000) else { unreachable!("rate gives one value") };
+        assert_eq!(v.as_f64(), Some(60.0));
     }
 
     #[test]

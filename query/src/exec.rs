@@ -3,9 +3,12 @@
 //! For each part of the snapshot (sealed segments and in-memory segments of the
 //! memtable) it prunes by time range, turns the WHERE clause into row bitmaps — from the
 //! segment's bitmaps and value indexes where they cover a predicate, by scanning only
-//! the candidate rows where they do not — then reads only the columns the query needs
-//! for the selected rows, groups and aggregates. Parts run on two threads and their
-//! partial aggregates merge.
+//! the candidate rows where they do not — then groups and aggregates the selected rows
+//! (see [`group`]: bitmap cardinalities, dictionary codes, or values row by row).
+//! Parts run on every core; each thread merges its parts' partial states, and the
+//! threads' states merge at the end. A FACET with more groups than
+//! [`ExecOptions::groups_max`] is re-run in passes over disjoint sets of facet keys
+//! (by key hash), keeping only the top rows of each pass.
 //!
 //! Predicates follow SQL's three-valued logic: a comparison with a missing field is
 //! unknown, `NOT unknown` is unknown, and only rows where the WHERE clause is true are
@@ -31,13 +34,15 @@ use crate::ast::{
 use crate::error::{QueryError, Result};
 use crate::value::{GroupKey, QueryResult, Value};
 
+mod group;
+
 /// Rows a non-aggregate query returns without a LIMIT.
 pub const DEFAULT_ROW_LIMIT: u64 = 100;
 /// Most TIMESERIES buckets a query may produce.
 pub const MAX_BUCKETS: u64 = 10_000;
-/// Most groups a FACET query keeps while it runs; past this, the query fails with a
-/// message instead of exhausting memory.
-pub const MAX_GROUPS: usize = 2_000_000;
+/// Most groups (facet key and TIMESERIES bucket) one pass of a FACET query holds by
+/// default; a query with more runs in several passes over disjoint sets of facet keys.
+pub const DEFAULT_GROUPS_MAX: usize = 1 << 18;
 
 /// How a query runs.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +51,11 @@ pub struct ExecOptions {
     pub now_unix_nano: i64,
     /// Set to cancel a running query; it then fails with [`QueryError::Cancelled`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Most groups one pass holds (0: [`DEFAULT_GROUPS_MAX`]). Past it, the FACET keys
+    /// are split by hash into passes that each hold at most this many.
+    pub groups_max: usize,
+    /// Worker threads (0: one per core).
+    pub threads: usize,
 }
 
 /// Runs one statement.
@@ -806,10 +816,320 @@ struct Group {
 
 type Groups = HashMap<(Vec<GroupKey>, Option<i64>), Group>;
 
+/// Adds `group` under `key`, merging states with a group already there.
+fn merge_group(groups: &mut Groups, key: (Vec<GroupKey>, Option<i64>), group: Group) {
+    match groups.get_mut(&key) {
+        Some(existing) => {
+            for (a, b) in existing.states.iter_mut().zip(group.states) {
+                a.merge(b);
+            }
+        }
+        None => {
+            groups.insert(key, group);
+        }
+    }
+}
+
+/// TIMESERIES buckets: the first bucket's start, the width and how many there are.
+#[derive(Clone, Copy, Debug)]
+struct Buckets {
+    first: i64,
+    interval: i64,
+    count: u64,
+}
+
+impl Buckets {
+    /// Index of the bucket holding `start`; `None` outside the query's range.
+    fn index(&self, start: i64) -> Option<u64> {
+        let offset = start.checked_sub(self.first)?;
+        u64::try_from(offset.div_euclid(self.interval)).ok().filter(|&i| i < self.count)
+    }
+}
+
+/// Which facet keys a pass aggregates: those whose [`key_hash`] is `residue` modulo
+/// `modulus` (a power of two). One pass with modulus 1 takes every key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Partition {
+    modulus: u64,
+    residue: u64,
+}
+
+impl Partition {
+    const ALL: Partition = Partition { modulus: 1, residue: 0 };
+
+    fn is_all(&self) -> bool {
+        self.modulus == 1
+    }
+
+    fn admits(&self, hash: u64) -> bool {
+        self.modulus == 1 || hash & (self.modulus - 1) == self.residue
+    }
+}
+
+/// Seed of [`key_hash`].
+const KEY_HASH_SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// Hash of one facet value (deterministic across parts, threads and passes).
+fn value_hash(key: &GroupKey) -> u64 {
+    use std::hash::Hasher;
+    match key {
+        GroupKey::Str(s) => str_hash(s),
+        other => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            match other {
+                GroupKey::Null => hasher.write_u8(0),
+                GroupKey::Bool(b) => hasher.write_u16(0x100 | u16::from(*b)),
+                GroupKey::Int(i) => {
+                    hasher.write_u8(2);
+                    hasher.write_i64(*i);
+                }
+                GroupKey::Float(f) => {
+                    hasher.write_u8(3);
+                    hasher.write_u64(*f);
+                }
+                GroupKey::Bytes(b) => {
+                    hasher.write_u8(5);
+                    hasher.write(b);
+                }
+                GroupKey::Str(_) => {}
+            }
+            hasher.finish()
+        }
+    }
+}
+
+/// [`value_hash`] of a string key, without building the key.
+fn str_hash(s: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hasher.write_u8(4);
+    hasher.write(s.as_bytes());
+    hasher.finish()
+}
+
+/// Folds one facet value's [`value_hash`] into a running key hash.
+fn combine_hash(running: u64, value: u64) -> u64 {
+    (running.rotate_left(23) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Final mix, so that the low bits a [`Partition`] tests depend on every input bit.
+fn finish_hash(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hash that assigns a facet key (all its TIMESERIES buckets) to a partition.
+fn key_hash(keys: &[GroupKey]) -> u64 {
+    finish_hash(keys.iter().fold(KEY_HASH_SEED, |h, k| combine_hash(h, value_hash(k))))
+}
+
+/// What one pass over the parts needs to know.
+struct PassSpec<'q> {
+    query: &'q Query,
+    since: Option<i64>,
+    until: Option<i64>,
+    buckets: Option<Buckets>,
+    aggregates: &'q [&'q Aggregate],
+    explain: bool,
+    partition: Partition,
+    /// Most group entries (facet key and bucket) a pass keeps before it gives up and
+    /// the query is re-run in more partitions.
+    groups_max: usize,
+}
+
+/// What a worker thread accumulates over the parts it ran.
+#[derive(Default)]
+struct Accumulator {
+    groups: Groups,
+    rows: Vec<(Vec<Value>, usize, u32)>,
+    /// (part index, part name, plan notes).
+    notes: Vec<(usize, String, Vec<String>)>,
+}
+
+/// A faceted result row before output: its key, key values, aggregate values and (for
+/// TIMESERIES) the aggregate values of every bucket.
+struct Ranked {
+    key: Vec<GroupKey>,
+    keys: Vec<Value>,
+    values: Vec<Value>,
+    series: Vec<Vec<Value>>,
+}
+
+/// Output columns, order and limit of an aggregate query.
+struct AggPlan<'q> {
+    query: &'q Query,
+    aggregates: &'q [&'q Aggregate],
+    columns: Vec<AggColumn>,
+    /// Per ORDER BY key: aggregate column, facet position, descending.
+    order: Vec<(Option<usize>, Option<usize>, bool)>,
+    limit: usize,
+    window: i64,
+    buckets: Option<Buckets>,
+}
+
+impl AggPlan<'_> {
+    fn evaluate(&self, states: &[AggState]) -> Vec<Value> {
+        self.columns
+            .iter()
+            .map(|c| match self.query.select.get(c.item) {
+                Some(SelectItem::Aggregate { expr, .. }) => {
+                    eval_agg_expr(expr, states, self.aggregates, c.part, self.window)
+                }
+                _ => Value::Null,
+            })
+            .collect()
+    }
+
+    fn fresh_states(&self) -> Vec<AggState> {
+        self.aggregates.iter().map(|a| AggState::new(a)).collect()
+    }
+
+    fn compare(&self, a: &Ranked, b: &Ranked) -> std::cmp::Ordering {
+        for (column, facet, descending) in &self.order {
+            let (x, y) = match (column, facet) {
+                (Some(c), _) => (a.values.get(*c), b.values.get(*c)),
+                (None, Some(f)) => (a.keys.get(*f), b.keys.get(*f)),
+                _ => (None, None),
+            };
+            let o = match (x, y) {
+                (Some(x), Some(y)) => x.total_cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            };
+            let o = if *descending { o.reverse() } else { o };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        a.key.cmp(&b.key)
+    }
+
+    /// Sorts and keeps the first `limit` (selecting them first when that is fewer).
+    fn keep_top(&self, ranked: &mut Vec<Ranked>) {
+        if self.limit > 0 && self.limit < ranked.len() {
+            ranked.select_nth_unstable_by(self.limit - 1, |a, b| self.compare(a, b));
+        }
+        ranked.truncate(self.limit);
+        ranked.sort_by(|a, b| self.compare(a, b));
+    }
+
+    /// The facet rows of one pass's groups, sorted and cut to the limit, with their
+    /// bucket series.
+    fn rank(&self, groups: Groups) -> Vec<Ranked> {
+        if self.buckets.is_none() {
+            // One group per facet key: its states are the totals.
+            let mut ranked: Vec<Ranked> = groups
+                .into_iter()
+                .map(|((key, _), group)| Ranked {
+                    values: self.evaluate(&group.states),
+                    key,
+                    keys: group.keys,
+                    series: Vec::new(),
+                })
+                .collect();
+            self.keep_top(&mut ranked);
+            return ranked;
+        }
+        // Totals per facet key (over all buckets) decide which facets are shown.
+        let mut totals: HashMap<Vec<GroupKey>, (Vec<Value>, Vec<AggState>)> = HashMap::new();
+        let mut by_bucket: HashMap<Vec<GroupKey>, Vec<(i64, Vec<AggState>)>> = HashMap::new();
+        for ((key, bucket), group) in groups {
+            let entry = totals.entry(key.clone()).or_insert_with(|| (group.keys.clone(), self.fresh_states()));
+            for (a, b) in entry.1.iter_mut().zip(&group.states) {
+                a.merge(b.clone());
+            }
+            if let Some(bucket) = bucket {
+                by_bucket.entry(key).or_default().push((bucket, group.states));
+            }
+        }
+        let mut ranked: Vec<Ranked> = totals
+            .into_iter()
+            .map(|(key, (keys, states))| Ranked { values: self.evaluate(&states), key, keys, series: Vec::new() })
+            .collect();
+        self.keep_top(&mut ranked);
+        if let Some(buckets) = self.buckets {
+            for row in &mut ranked {
+                let mut series: Vec<Option<Vec<AggState>>> = (0..buckets.count).map(|_| None).collect();
+                for (bucket, states) in by_bucket.remove(&row.key).unwrap_or_default() {
+                    if let Some(slot) = buckets.index(bucket).and_then(|i| series.get_mut(i as usize)) {
+                        *slot = Some(states);
+                    }
+                }
+                let empty = self.fresh_states();
+                row.series = series.iter().map(|s| self.evaluate(s.as_deref().unwrap_or(&empty))).collect();
+            }
+        }
+        ranked
+    }
+
+    /// The result table.
+    fn emit(&self, mut ranked: Vec<Ranked>) -> QueryResult {
+        if ranked.is_empty() && self.query.facets.is_empty() {
+            let empty = self.fresh_states();
+            let series = match self.buckets {
+                Some(b) => (0..b.count).map(|_| self.evaluate(&empty)).collect(),
+                None => Vec::new(),
+            };
+            ranked.push(Ranked { key: Vec::new(), keys: Vec::new(), values: self.evaluate(&empty), series });
+        }
+        let mut names: Vec<String> = Vec::new();
+        if self.buckets.is_some() {
+            names.push("timestamp".into());
+        }
+        names.extend(self.query.facets.iter().map(|f| f.to_string()));
+        names.extend(self.columns.iter().map(|c| c.name.clone()));
+        let mut rows = Vec::new();
+        match self.buckets {
+            None => {
+                for row in ranked {
+                    let mut cells = row.keys;
+                    cells.extend(row.values);
+                    rows.push(cells);
+                }
+            }
+            Some(buckets) => {
+                for b in 0..buckets.count {
+                    let start = buckets.first + b as i64 * buckets.interval;
+                    for row in &ranked {
+                        let mut cells = vec![Value::Timestamp(start)];
+                        cells.extend(row.keys.iter().cloned());
+                        cells.extend(row.series.get(b as usize).cloned().unwrap_or_default());
+                        rows.push(cells);
+                    }
+                }
+            }
+        }
+        QueryResult { columns: names, rows, timeseries: self.buckets.is_some(), facet_count: self.query.facets.len() }
+    }
+}
+
+/// Most passes a partitioned FACET may split into before it gives up (keys whose
+/// hashes agree in this many low bits cannot be told apart).
+const PARTITIONS_MAX: u64 = 1 << 16;
+
 impl<'a> Executor<'a> {
     fn new(snapshot: &'a Snapshot, options: &'a ExecOptions) -> Result<Self> {
         let parts = snapshot.parts().map_err(engine)?;
         Ok(Executor { snapshot, options, parts })
+    }
+
+    fn threads(&self) -> usize {
+        let cores = if self.options.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            self.options.threads
+        };
+        cores.clamp(1, self.parts.len().max(1))
+    }
+
+    fn groups_max(&self) -> usize {
+        if self.options.groups_max == 0 {
+            DEFAULT_GROUPS_MAX
+        } else {
+            self.options.groups_max
+        }
     }
 
     fn select(&self, query: &Query, plan: Option<&mut Vec<Vec<Value>>>) -> Result<QueryResult> {
@@ -833,44 +1153,157 @@ impl<'a> Executor<'a> {
         };
         if let (Some(interval), Some(lo), Some(hi)) = (interval, since, until) {
             if (hi.saturating_sub(lo) / interval) as u64 > MAX_BUCKETS {
-                return Err(QueryError::Execution(format!(
-                    "TIMESERIES would make more than {MAX_BUCKETS} buckets; use a larger interval or AUTO"
-                )));
+                return Err(too_many_buckets());
             }
         }
-        // Run every part (two threads), collecting partial groups or rows.
-        let outputs = self.run_parts(query, since, until, interval, &aggregates, plan.is_some())?;
-        if let Some(plan) = plan {
-            for (name, notes) in outputs.iter().map(|o| (&o.name, &o.notes)) {
-                for note in notes {
-                    plan.push(vec![Value::Str(name.clone()), Value::Str(note.clone())]);
+        let buckets = match interval {
+            Some(interval) => {
+                let (lo, hi) = self.data_range(since, until);
+                let first = lo.div_euclid(interval) * interval;
+                let last = (hi - 1).div_euclid(interval) * interval;
+                let count = ((last - first) / interval) as u64 + 1;
+                if count > MAX_BUCKETS {
+                    return Err(too_many_buckets());
                 }
+                Some(Buckets { first, interval, count })
             }
+            None => None,
+        };
+        // Every bucket of one facet key must fit in a pass, or splitting cannot help.
+        let groups_max = self.groups_max().max(2 * buckets.map_or(1, |b| b.count as usize));
+        let mut spec = PassSpec {
+            query,
+            since,
+            until,
+            buckets,
+            aggregates: &aggregates,
+            explain: plan.is_some(),
+            partition: Partition::ALL,
+            groups_max,
+        };
+        if !query.is_aggregate() {
+            let Some(accumulator) = self.run_pass(&spec)? else {
+                return Err(QueryError::Internal("a row query overflowed its groups".into()));
+            };
+            if let Some(plan) = plan {
+                push_notes(plan, &accumulator.notes);
+            }
+            return self.finish_rows(query, accumulator.rows);
         }
-        if query.is_aggregate() {
-            let mut groups: Groups = HashMap::new();
-            for output in outputs {
-                for (key, group) in output.groups {
-                    match groups.get_mut(&key) {
-                        Some(existing) => {
-                            for (a, b) in existing.states.iter_mut().zip(group.states) {
-                                a.merge(b);
-                            }
-                        }
-                        None => {
-                            groups.insert(key, group);
-                        }
+        let agg_plan = self.agg_plan(query, &aggregates, since, until, buckets);
+        // Pass after pass: a pass whose groups overflow the bound is split in two by key
+        // hash, so each surviving pass holds at most `groups_max` groups and only the
+        // top rows of each are kept.
+        let mut work = vec![Partition::ALL];
+        let mut ranked: Vec<Ranked> = Vec::new();
+        let mut passes = 0u64;
+        let mut widest = 1u64;
+        let mut first_notes = None;
+        while let Some(partition) = work.pop() {
+            spec.partition = partition;
+            spec.explain = plan.is_some() && first_notes.is_none();
+            match self.run_pass(&spec)? {
+                Some(accumulator) => {
+                    passes += 1;
+                    if spec.explain {
+                        first_notes = Some(accumulator.notes);
+                    }
+                    ranked.extend(agg_plan.rank(accumulator.groups));
+                    agg_plan.keep_top(&mut ranked);
+                }
+                None => {
+                    if query.facets.is_empty() || partition.modulus >= PARTITIONS_MAX {
+                        return Err(QueryError::Execution(format!(
+                            "more than {groups_max} groups in one pass even after splitting the FACET keys {} ways",
+                            partition.modulus
+                        )));
+                    }
+                    // Halves first; a key set that overflowed once already is large, so
+                    // later splits go four ways, which saves most of the passes that
+                    // would only overflow again.
+                    let ways = if partition.modulus == 1 { 2 } else { 4 };
+                    let modulus = partition.modulus * ways;
+                    widest = widest.max(modulus);
+                    for k in (0..ways).rev() {
+                        work.push(Partition { modulus, residue: partition.residue + k * partition.modulus });
                     }
                 }
             }
-            self.finish_aggregate(query, groups, &aggregates, since, until, interval)
-        } else {
-            let mut rows: Vec<(Vec<Value>, usize, u32)> = Vec::new();
-            for output in outputs {
-                rows.extend(output.rows);
-            }
-            self.finish_rows(query, rows)
         }
+        if let Some(plan) = plan {
+            if let Some(notes) = &first_notes {
+                push_notes(plan, notes);
+            }
+            let detail = if passes > 1 {
+                format!(
+                    "more than {groups_max} groups: partitioned by facet-key hash into {passes} passes (up to 1/{widest} of the keys each), keeping the top {} rows",
+                    if agg_plan.limit == usize::MAX { "all".to_string() } else { agg_plan.limit.to_string() }
+                )
+            } else {
+                format!("one pass (at most {groups_max} groups held)")
+            };
+            plan.push(vec![Value::Str("facet".into()), Value::Str(detail)]);
+        }
+        Ok(agg_plan.emit(ranked))
+    }
+
+    fn agg_plan<'q>(
+        &self,
+        query: &'q Query,
+        aggregates: &'q [&'q Aggregate],
+        since: Option<i64>,
+        until: Option<i64>,
+        buckets: Option<Buckets>,
+    ) -> AggPlan<'q> {
+        let mut columns: Vec<AggColumn> = Vec::new();
+        for (i, item) in query.select.iter().enumerate() {
+            if let SelectItem::Aggregate { expr, alias } = item {
+                match expr {
+                    AggregateExpr::Aggregate(Aggregate::Percentile { field, percentiles }) if alias.is_none() => {
+                        for (p, value) in percentiles.iter().enumerate() {
+                            columns.push(AggColumn {
+                                item: i,
+                                part: p,
+                                name: format!("percentile({field}, {})", fmt_number(*value)),
+                            });
+                        }
+                    }
+                    _ => columns.push(AggColumn { item: i, part: 0, name: item.column_name() }),
+                }
+            }
+        }
+        let (range_lo, range_hi) = self.data_range(since, until);
+        let window = match buckets {
+            Some(b) => b.interval,
+            None => range_hi.saturating_sub(range_lo).max(1),
+        };
+        // Order: ORDER BY, else the first aggregate column descending, then keys.
+        let order: Vec<(Option<usize>, Option<usize>, bool)> = if query.order_by.is_empty() {
+            vec![(Some(0), None, true)]
+        } else {
+            query
+                .order_by
+                .iter()
+                .map(|o| match &o.key {
+                    OrderKey::Aggregate(expr) => {
+                        let position = query
+                            .select
+                            .iter()
+                            .position(|s| matches!(s, SelectItem::Aggregate { expr: e, .. } if e == expr));
+                        let column = position.and_then(|p| columns.iter().position(|c| c.item == p));
+                        (column, None, o.descending)
+                    }
+                    OrderKey::Field(f) => (None, query.facets.iter().position(|x| x == f), o.descending),
+                })
+                .collect()
+        };
+        let limit = match query.limit {
+            Some(Limit::N(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(Limit::Max) => usize::MAX,
+            None if !query.facets.is_empty() => Query::DEFAULT_FACET_LIMIT as usize,
+            None => usize::MAX,
+        };
+        AggPlan { query, aggregates, columns, order, limit, window, buckets }
     }
 
     /// The time range to bucket over: the query's bounds, or the data's.
@@ -879,57 +1312,96 @@ impl<'a> Executor<'a> {
         (since.unwrap_or(lo), until.unwrap_or(hi))
     }
 
-    fn run_parts(
-        &self,
-        query: &Query,
-        since: Option<i64>,
-        until: Option<i64>,
-        interval: Option<i64>,
-        aggregates: &[&Aggregate],
-        explain: bool,
-    ) -> Result<Vec<PartOutput>> {
+    /// Runs every part on all cores; each thread merges its parts' partial states into
+    /// its own accumulator, and the accumulators merge at the end. `None` when the
+    /// pass held more than `spec.groups_max` groups.
+    fn run_pass(&self, spec: &PassSpec<'_>) -> Result<Option<Accumulator>> {
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: parking_lot_free::Slots<Result<PartOutput>> = parking_lot_free::Slots::new(self.parts.len());
-        let work = || loop {
-            let index = next.fetch_add(1, AtomicOrdering::Relaxed);
-            let Some(part) = self.parts.get(index) else { break };
-            let outcome = self.run_part(part, index, query, since, until, interval, aggregates, explain);
-            results.set(index, outcome);
-        };
-        std::thread::scope(|scope| {
-            if self.parts.len() > 1 {
-                scope.spawn(work);
+        let overflow = AtomicBool::new(false);
+        let failed = AtomicBool::new(false);
+        let work = || -> Result<Accumulator> {
+            let mut accumulator = Accumulator::default();
+            loop {
+                if overflow.load(AtomicOrdering::Relaxed) || failed.load(AtomicOrdering::Relaxed) {
+                    break;
+                }
+                let index = next.fetch_add(1, AtomicOrdering::Relaxed);
+                let Some(part) = self.parts.get(index) else { break };
+                match self.run_part(part, index, spec, &mut accumulator, &overflow) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        overflow.store(true, AtomicOrdering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        failed.store(true, AtomicOrdering::Relaxed);
+                        return Err(e);
+                    }
+                }
             }
-            work();
+            Ok(accumulator)
+        };
+        let threads = self.threads();
+        let outcomes: Vec<Result<Accumulator>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut outcomes = vec![work()];
+            for handle in handles {
+                outcomes.push(handle.join().unwrap_or_else(|_| Err(QueryError::Internal("a worker panicked".into()))));
+            }
+            outcomes
         });
-        results.into_vec().into_iter().collect()
+        let mut merged: Option<Accumulator> = None;
+        for outcome in outcomes {
+            let accumulator = outcome?;
+            match merged.as_mut() {
+                None => merged = Some(accumulator),
+                Some(m) => {
+                    for (key, group) in accumulator.groups {
+                        merge_group(&mut m.groups, key, group);
+                    }
+                    if m.groups.len() > spec.groups_max {
+                        overflow.store(true, AtomicOrdering::Relaxed);
+                    }
+                    m.rows.extend(accumulator.rows);
+                    m.notes.extend(accumulator.notes);
+                }
+            }
+        }
+        if overflow.load(AtomicOrdering::Relaxed) {
+            return Ok(None);
+        }
+        let mut merged = merged.unwrap_or_default();
+        merged.notes.sort_by_key(|(index, _, _)| *index);
+        Ok(Some(merged))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one part into `accumulator`; false when its groups overflowed the bound.
     fn run_part(
         &self,
         part: &Part,
         index: usize,
-        query: &Query,
-        since: Option<i64>,
-        until: Option<i64>,
-        interval: Option<i64>,
-        aggregates: &[&Aggregate],
-        explain: bool,
-    ) -> Result<PartOutput> {
+        spec: &PassSpec<'_>,
+        accumulator: &mut Accumulator,
+        overflow: &AtomicBool,
+    ) -> Result<bool> {
+        let query = spec.query;
+        let (since, until) = (spec.since, spec.until);
         let segment = part.segment();
-        let mut output = PartOutput { name: part.name(), notes: Vec::new(), groups: HashMap::new(), rows: Vec::new() };
+        let mut notes = Vec::new();
         let rows = segment.row_count() as u32;
         let (seg_lo, seg_hi) =
             (segment.directory().min_start_unix_nano as i64, segment.directory().max_start_unix_nano as i64);
         if rows == 0 || since.is_some_and(|s| seg_hi < s) || until.is_some_and(|u| seg_lo >= u) {
-            if explain {
-                output.notes.push(format!("pruned by time range ({rows} rows)"));
+            if spec.explain {
+                notes.push(format!("pruned by time range ({rows} rows)"));
+                accumulator.notes.push((index, part.name(), notes));
             }
-            return Ok(output);
+            return Ok(true);
         }
-        // Candidates: rows in blocks whose start zone map meets the time range.
-        let mut candidates = RoaringBitmap::new();
+        // Candidates: rows in blocks whose start zone map meets the time range; rows of
+        // blocks wholly inside it need no check of their start times.
+        let mut inside = RoaringBitmap::new();
+        let mut straddling = RoaringBitmap::new();
         let start_meta = segment.column_meta(SegIntrinsic::Start as usize).map_err(engine)?;
         let mut pruned_blocks = 0;
         for (b, block) in start_meta.blocks.iter().enumerate() {
@@ -941,19 +1413,26 @@ impl<'a> Executor<'a> {
             }
             let first = (b * BLOCK_ROWS) as u32;
             let last = (first + BLOCK_ROWS as u32).min(rows);
-            candidates.insert_range(first..last);
+            if since.is_none_or(|s| lo >= s) && until.is_none_or(|u| hi < u) {
+                inside.insert_range(first..last);
+            } else {
+                straddling.insert_range(first..last);
+            }
         }
-        let mut notes = Vec::new();
         let mut planner = Planner {
             segment,
             reader: Reader::new(segment),
-            plan: if explain { Some(&mut notes) } else { None },
+            plan: if spec.explain { Some(&mut notes) } else { None },
             cancel: self.options.cancel.as_deref(),
         };
-        if explain {
-            planner.note(|| format!("{rows} rows, {} blocks pruned by time", pruned_blocks));
+        if spec.explain {
+            let whole = inside.len();
+            planner.note(|| {
+                format!("{rows} rows, {pruned_blocks} blocks pruned by time, {whole} rows wholly inside the time range")
+            });
         }
-        if since.is_some() || until.is_some() {
+        let mut candidates = inside;
+        if !straddling.is_empty() {
             let mut bounds = Vec::new();
             if let Some(s) = since {
                 bounds.push(Expr::Compare {
@@ -970,15 +1449,15 @@ impl<'a> Executor<'a> {
                 });
             }
             let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
-            candidates = planner.eval(&bound, &candidates, false)?.t;
+            candidates |= planner.eval(&bound, &straddling, false)?.t;
         }
         let selected = match &query.filter {
             Some(filter) => planner.eval(filter, &candidates, false)?.t,
             None => candidates,
         };
         // Filters of filter(...) aggregates, evaluated once per part.
-        let mut filter_sets: Vec<Option<RoaringBitmap>> = Vec::with_capacity(aggregates.len());
-        for aggregate in aggregates {
+        let mut filter_sets: Vec<Option<RoaringBitmap>> = Vec::with_capacity(spec.aggregates.len());
+        for aggregate in spec.aggregates {
             filter_sets.push(match aggregate {
                 Aggregate::Filter { filter, .. } => Some(planner.eval(filter, &selected, false)?.t),
                 _ => None,
@@ -986,71 +1465,30 @@ impl<'a> Executor<'a> {
         }
         let count = selected.len();
         planner.note(|| format!("{count} rows selected"));
-        let mut reader = std::mem::replace(&mut planner.reader, Reader::new(segment));
+        let reader = std::mem::replace(&mut planner.reader, Reader::new(segment));
         drop(planner);
-        output.notes = notes;
-        if query.is_aggregate() {
-            let facets: Vec<Resolved> = query.facets.iter().map(|f| resolve(segment, f)).collect();
-            let inputs: Vec<Option<Resolved>> =
-                aggregates.iter().map(|a| agg_field(a).map(|f| resolve(segment, f))).collect();
-            for (n, row) in selected.iter().enumerate() {
-                if n % 65_536 == 0 && self.options.cancel.as_deref().is_some_and(|c| c.load(AtomicOrdering::Relaxed)) {
-                    return Err(QueryError::Cancelled);
-                }
-                let mut keys = Vec::with_capacity(facets.len());
-                for facet in &facets {
-                    keys.push(reader.value(facet, row)?);
-                }
-                let bucket = match interval {
-                    Some(interval) => {
-                        let start = reader.intrinsic(Intrinsic::Start, row)?.as_f64().unwrap_or(0.0) as i64;
-                        Some(start.div_euclid(interval) * interval)
-                    }
-                    None => None,
-                };
-                let group_key = (keys.iter().map(Value::group_key).collect::<Vec<_>>(), bucket);
-                if !output.groups.contains_key(&group_key) && output.groups.len() >= MAX_GROUPS {
-                    return Err(QueryError::Execution(format!(
-                        "more than {MAX_GROUPS} groups; narrow the WHERE clause or FACET on fewer values"
-                    )));
-                }
-                let group = output
-                    .groups
-                    .entry(group_key)
-                    .or_insert_with(|| Group { keys, states: aggregates.iter().map(|a| AggState::new(a)).collect() });
-                for (a, state) in group.states.iter_mut().enumerate() {
-                    if let Some(Some(set)) = filter_sets.get(a) {
-                        if !set.contains(row) {
-                            continue;
-                        }
-                    }
-                    let value = match inputs.get(a) {
-                        Some(Some(r)) => reader.value(r, row)?,
-                        _ => Value::Null,
-                    };
-                    state.add(&value);
-                }
-            }
+        let mut context = group::PartContext {
+            segment,
+            reader,
+            selected: &selected,
+            filter_sets: &filter_sets,
+            spec,
+            cancel: self.options.cancel.as_deref(),
+            overflow,
+            notes: &mut notes,
+        };
+        let fits = if query.is_aggregate() {
+            let groups = &mut accumulator.groups;
+            let fits = context.aggregate(groups)?;
+            fits && groups.len() <= spec.groups_max
         } else {
-            let order_fields: Vec<Resolved> = query
-                .order_by
-                .iter()
-                .filter_map(|o| match &o.key {
-                    OrderKey::Field(f) => Some(resolve(segment, f)),
-                    OrderKey::Aggregate(_) => None,
-                })
-                .collect();
-            let default_order = query.order_by.is_empty();
-            for row in selected.iter() {
-                let key = if default_order {
-                    vec![reader.intrinsic(Intrinsic::Start, row)?]
-                } else {
-                    order_fields.iter().map(|r| reader.value(r, row)).collect::<Result<Vec<_>>>()?
-                };
-                output.rows.push((key, index, row));
-            }
+            context.rows(index, &mut accumulator.rows)?;
+            true
+        };
+        if spec.explain {
+            accumulator.notes.push((index, part.name(), notes));
         }
-        Ok(output)
+        Ok(fits)
     }
 
     fn finish_rows(&self, query: &Query, mut rows: Vec<(Vec<Value>, usize, u32)>) -> Result<QueryResult> {
@@ -1105,148 +1543,19 @@ impl<'a> Executor<'a> {
             ..Default::default()
         })
     }
+}
 
-    fn finish_aggregate(
-        &self,
-        query: &Query,
-        groups: Groups,
-        aggregates: &[&Aggregate],
-        since: Option<i64>,
-        until: Option<i64>,
-        interval: Option<i64>,
-    ) -> Result<QueryResult> {
-        // Output columns.
-        let mut columns: Vec<AggColumn> = Vec::new();
-        for (i, item) in query.select.iter().enumerate() {
-            if let SelectItem::Aggregate { expr, alias } = item {
-                match expr {
-                    AggregateExpr::Aggregate(Aggregate::Percentile { field, percentiles }) if alias.is_none() => {
-                        for (p, value) in percentiles.iter().enumerate() {
-                            columns.push(AggColumn {
-                                item: i,
-                                part: p,
-                                name: format!("percentile({field}, {})", fmt_number(*value)),
-                            });
-                        }
-                    }
-                    _ => columns.push(AggColumn { item: i, part: 0, name: item.column_name() }),
-                }
-            }
+fn too_many_buckets() -> QueryError {
+    QueryError::Execution(format!(
+        "TIMESERIES would make more than {MAX_BUCKETS} buckets; use a larger interval or AUTO"
+    ))
+}
+
+fn push_notes(plan: &mut Vec<Vec<Value>>, notes: &[(usize, String, Vec<String>)]) {
+    for (_, name, notes) in notes {
+        for note in notes {
+            plan.push(vec![Value::Str(name.clone()), Value::Str(note.clone())]);
         }
-        // Evaluate every group's aggregate columns.
-        let (range_lo, range_hi) = self.data_range(since, until);
-        let window = match interval {
-            Some(interval) => interval,
-            None => range_hi.saturating_sub(range_lo).max(1),
-        };
-        let evaluate = |states: &[AggState]| -> Vec<Value> {
-            columns
-                .iter()
-                .map(|c| match query.select.get(c.item) {
-                    Some(SelectItem::Aggregate { expr, .. }) => eval_agg_expr(expr, states, aggregates, c.part, window),
-                    _ => Value::Null,
-                })
-                .collect()
-        };
-        // Totals per facet key (over all buckets) decide which facets are shown.
-        let mut totals: HashMap<Vec<GroupKey>, (Vec<Value>, Vec<AggState>)> = HashMap::new();
-        for ((keys, _), group) in &groups {
-            let entry = totals
-                .entry(keys.clone())
-                .or_insert_with(|| (group.keys.clone(), aggregates.iter().map(|a| AggState::new(a)).collect()));
-            for (a, b) in entry.1.iter_mut().zip(&group.states) {
-                a.merge(b.clone());
-            }
-        }
-        if totals.is_empty() && query.facets.is_empty() {
-            totals.insert(Vec::new(), (Vec::new(), aggregates.iter().map(|a| AggState::new(a)).collect()));
-        }
-        let mut facet_rows: Vec<(Vec<GroupKey>, Vec<Value>, Vec<Value>)> =
-            totals.into_iter().map(|(k, (keys, states))| (k, keys, evaluate(&states))).collect();
-        // Order: ORDER BY, else the first aggregate column descending, then keys.
-        let order: Vec<(Option<usize>, Option<usize>, bool)> = if query.order_by.is_empty() {
-            vec![(Some(0), None, true)]
-        } else {
-            query
-                .order_by
-                .iter()
-                .map(|o| match &o.key {
-                    OrderKey::Aggregate(expr) => {
-                        let position = query
-                            .select
-                            .iter()
-                            .position(|s| matches!(s, SelectItem::Aggregate { expr: e, .. } if e == expr));
-                        let column = position.and_then(|p| columns.iter().position(|c| c.item == p));
-                        (column, None, o.descending)
-                    }
-                    OrderKey::Field(f) => (None, query.facets.iter().position(|x| x == f), o.descending),
-                })
-                .collect()
-        };
-        facet_rows.sort_by(|a, b| {
-            for (column, facet, descending) in &order {
-                let (x, y) = match (column, facet) {
-                    (Some(c), _) => (a.2.get(*c), b.2.get(*c)),
-                    (None, Some(f)) => (a.1.get(*f), b.1.get(*f)),
-                    _ => (None, None),
-                };
-                let o = match (x, y) {
-                    (Some(x), Some(y)) => x.total_cmp(y),
-                    _ => std::cmp::Ordering::Equal,
-                };
-                let o = if *descending { o.reverse() } else { o };
-                if o.is_ne() {
-                    return o;
-                }
-            }
-            a.0.cmp(&b.0)
-        });
-        let limit = match query.limit {
-            Some(Limit::N(n)) => n as usize,
-            Some(Limit::Max) => usize::MAX,
-            None if !query.facets.is_empty() => Query::DEFAULT_FACET_LIMIT as usize,
-            None => usize::MAX,
-        };
-        facet_rows.truncate(limit);
-        let mut names: Vec<String> = Vec::new();
-        if interval.is_some() {
-            names.push("timestamp".into());
-        }
-        names.extend(query.facets.iter().map(|f| f.to_string()));
-        names.extend(columns.iter().map(|c| c.name.clone()));
-        let mut rows = Vec::new();
-        match interval {
-            None => {
-                for (_, keys, values) in facet_rows {
-                    let mut row = keys;
-                    row.extend(values);
-                    rows.push(row);
-                }
-            }
-            Some(interval) => {
-                let first = range_lo.div_euclid(interval) * interval;
-                let last = (range_hi - 1).div_euclid(interval) * interval;
-                if ((last - first) / interval) as u64 + 1 > MAX_BUCKETS {
-                    return Err(QueryError::Execution(format!(
-                        "TIMESERIES would make more than {MAX_BUCKETS} buckets; use a larger interval or AUTO"
-                    )));
-                }
-                let empty: Vec<AggState> = aggregates.iter().map(|a| AggState::new(a)).collect();
-                let mut bucket = first;
-                while bucket <= last {
-                    for (key, keys, _) in &facet_rows {
-                        let states =
-                            groups.get(&(key.clone(), Some(bucket))).map(|g| g.states.as_slice()).unwrap_or(&empty);
-                        let mut row = vec![Value::Timestamp(bucket)];
-                        row.extend(keys.iter().cloned());
-                        row.extend(evaluate(states));
-                        rows.push(row);
-                    }
-                    bucket += interval;
-                }
-            }
-        }
-        Ok(QueryResult { columns: names, rows, timeseries: interval.is_some(), facet_count: query.facets.len() })
     }
 }
 
@@ -1336,37 +1645,4 @@ pub fn auto_interval(span_ns: i64) -> i64 {
         7 * 86_400 * S,
     ];
     NICE.iter().copied().find(|&i| span_ns / i <= 60).unwrap_or(7 * 86_400 * S)
-}
-
-struct PartOutput {
-    name: String,
-    notes: Vec<String>,
-    groups: Groups,
-    rows: Vec<(Vec<Value>, usize, u32)>,
-}
-
-/// Result slots filled by worker threads.
-mod parking_lot_free {
-    use std::sync::Mutex;
-
-    /// One slot per part, filled once.
-    pub struct Slots<T>(Mutex<Vec<Option<T>>>);
-
-    impl<T> Slots<T> {
-        pub fn new(n: usize) -> Self {
-            Slots(Mutex::new((0..n).map(|_| None).collect()))
-        }
-
-        pub fn set(&self, index: usize, value: T) {
-            if let Ok(mut slots) = self.0.lock() {
-                if let Some(slot) = slots.get_mut(index) {
-                    *slot = Some(value);
-                }
-            }
-        }
-
-        pub fn into_vec(self) -> Vec<T> {
-            self.0.into_inner().map(|v| v.into_iter().flatten().collect()).unwrap_or_default()
-        }
-    }
 }

@@ -68,5 +68,5 @@ pub fn query(snapshot: &spanstore_engine::Snapshot, text: &str) -> Result<QueryR
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    execute(snapshot, &statement, &ExecOptions { now_unix_nano, cancel: None })
+    execute(snapshot, &statement, &ExecOptions { now_unix_nano, cancel: None, ..Default::default() })
 }

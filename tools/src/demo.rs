@@ -237,7 +237,7 @@ struct Tour<'a, W: Write> {
 impl<W: Write> Tour<'_, W> {
     fn query(&self, text: &str) -> Result<QueryResult, Box<dyn std::error::Error>> {
         let statement = spanstore_query::parse(text)?;
-        let options = ExecOptions { now_unix_nano: crate::now_unix_nano(), cancel: None };
+        let options = ExecOptions { now_unix_nano: crate::now_unix_nano(), cancel: None, ..Default::default() };
         Ok(spanstore_query::execute(self.snapshot, &statement, &options)?)
     }
 

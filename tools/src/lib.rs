@@ -194,7 +194,7 @@ fn query_command(data: &std::path::Path, text: &str, format: OutputFormat, out: 
         }
     };
     let store = open_read_only(data)?;
-    let options = spanstore_query::ExecOptions { now_unix_nano: now_unix_nano(), cancel: None };
+    let options = spanstore_query::ExecOptions { now_unix_nano: now_unix_nano(), cancel: None, ..Default::default() };
     let result = spanstore_query::execute(&store.snapshot(), &statement, &options)?;
     match format {
         OutputFormat::Json => writeln!(out, "{}", result.to_json())?,

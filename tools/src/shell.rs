@@ -222,7 +222,11 @@ pub fn run(data: &Path, out: &mut impl Write) -> Result<i32, Box<dyn std::error:
             Ok(statement) => {
                 // Each query sees everything appended by a writer up to now.
                 let store_now = Store::open_read_only(data, spanstore_engine::Options::default())?;
-                let options = spanstore_query::ExecOptions { now_unix_nano: crate::now_unix_nano(), cancel: None };
+                let options = spanstore_query::ExecOptions {
+                    now_unix_nano: crate::now_unix_nano(),
+                    cancel: None,
+                    ..Default::default()
+                };
                 match spanstore_query::execute(&store_now.snapshot(), &statement, &options) {
                     Ok(result) => format::print_result_width(&result, terminal_width(), out)?,
                     Err(err) => writeln!(out, "error: {err}")?,

@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let options = spanstore_query::ExecOptions { now_unix_nano, cancel: None };
+    let options = spanstore_query::ExecOptions { now_unix_nano, cancel: None, ..Default::default() };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (line_index, query) in text.lines().enumerate() {

@@ -49,7 +49,7 @@ fn every_example_in_the_language_reference_runs() {
             execute(
                 &store.snapshot(),
                 &statement,
-                &ExecOptions { now_unix_nano: 1_795_700_000_000_000_000, cancel: None },
+                &ExecOptions { now_unix_nano: 1_795_700_000_000_000_000, cancel: None, ..Default::default() },
             )
             .map_err(|e| e.to_string())
         });

@@ -283,7 +283,7 @@ fn run_query(store: &Store, text: &str) -> Response {
             return json_error(StatusCode::BAD_REQUEST, &err.to_string());
         }
     };
-    let options = spanstore_query::ExecOptions { now_unix_nano: now_unix_nano(), cancel: None };
+    let options = spanstore_query::ExecOptions { now_unix_nano: now_unix_nano(), cancel: None, ..Default::default() };
     match spanstore_query::execute(&store.snapshot(), &statement, &options) {
         Ok(result) => {
             tracing::info!(rows = result.rows.len(), elapsed_us = started.elapsed().as_micros() as u64, "query");

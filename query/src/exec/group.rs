@@ -1,0 +1,790 @@
+//! Grouping and aggregating the selected rows of one part, by the cheapest of three
+//! paths (EXPLAIN names the one taken):
+//!
+//! 1. **Bitmap counts.** When every aggregate only counts rows and the one FACET field
+//!    (or none) is a column with per-value bitmaps, a group's count is the cardinality
+//!    of the selected rows AND the value's bitmap; no column is read.
+//! 2. **Dictionary codes.** When every FACET field is a dictionary-coded string column,
+//!    a kind, a status, a boolean or absent, rows are grouped by their codes, block by
+//!    block, into a dense array of aggregate states (a hash table when the code space is
+//!    large); codes become strings once per group at the end. Aggregate inputs of
+//!    numeric columns (duration, start, int and double attributes) are read straight
+//!    from their blocks, and TIMESERIES buckets straight from the start column.
+//! 3. **Values.** Otherwise each selected row's facet values are read and hashed.
+//!
+//! All three respect the pass's [`Partition`] (only facet keys whose hash falls in it
+//! are kept) and report overflow past the pass's group bound.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use spanstore_engine::segment::reader::{BlockValues, DecodedBlock, Segment};
+use spanstore_engine::segment::{unsortable_int, Intrinsic as SegIntrinsic, Storage, ValueType, BLOCK_ROWS};
+use spanstore_engine::{SpanKind, StatusCode};
+
+use super::{
+    agg_field, combine_hash, engine, finish_hash, key_hash, merge_group, resolve, str_hash, value_hash, Group, Groups,
+    Partition, PassSpec, Reader, Resolved, KEY_HASH_SEED,
+};
+use crate::agg::AggState;
+use crate::ast::{Field, Intrinsic, OrderKey, SelectItem};
+use crate::error::{QueryError, Result};
+use crate::value::{GroupKey, Value};
+
+/// Most slots of a dense code-to-group table; larger code spaces use a hash table.
+const DENSE_SLOTS_MAX: u64 = 1 << 18;
+
+/// A selection is sparse when it holds fewer than one row in this many: then facet
+/// codes come from value bitmaps rather than from decoding the facet's column.
+const SPARSE_RATIO: u64 = 16;
+
+/// Everything one part's grouping needs.
+pub(super) struct PartContext<'s, 'q> {
+    pub segment: &'s Segment,
+    pub reader: Reader<'s>,
+    pub selected: &'q RoaringBitmap,
+    pub filter_sets: &'q [Option<RoaringBitmap>],
+    pub spec: &'q PassSpec<'q>,
+    pub cancel: Option<&'q AtomicBool>,
+    pub overflow: &'q AtomicBool,
+    pub notes: &'q mut Vec<String>,
+}
+
+/// A facet field as codes: `0` is null, `c + 1` the value with code `c`.
+enum KeySource {
+    /// The field has no column here: every row is null.
+    Null,
+    /// A dictionary-coded string column.
+    Dict { column: usize, dictionary: Arc<Vec<String>> },
+    /// The kind intrinsic.
+    Kind,
+    /// The status intrinsic.
+    Status,
+    /// A boolean attribute column.
+    Bool { column: usize },
+    /// A plain string column (too many distinct values for a dictionary), the only
+    /// facet: strings get codes in order of first sight within the part.
+    Strings { column: usize, present: u64, codes: HashMap<Box<str>, u32>, values: Vec<Box<str>> },
+}
+
+/// Codes of kinds and statuses above this are not valid and read as null.
+const SMALL_CODES: u32 = 15;
+
+impl KeySource {
+    fn of(segment: &Segment, resolved: &Resolved, only_facet: bool) -> Result<Option<KeySource>> {
+        let dict = |column: usize| -> Result<Option<KeySource>> {
+            let meta = segment.column_meta(column).map_err(engine)?;
+            match meta.storage {
+                Storage::Dict => {
+                    Ok(Some(KeySource::Dict { column, dictionary: segment.dictionary(column).map_err(engine)? }))
+                }
+                Storage::Strings if only_facet => Ok(Some(KeySource::Strings {
+                    column,
+                    present: meta.present,
+                    codes: HashMap::new(),
+                    values: Vec::new(),
+                })),
+                _ => Ok(None),
+            }
+        };
+        match resolved {
+            Resolved::Intrinsic(Intrinsic::Kind) => Ok(Some(KeySource::Kind)),
+            Resolved::Intrinsic(Intrinsic::Status) => Ok(Some(KeySource::Status)),
+            Resolved::Intrinsic(Intrinsic::Name) => dict(SegIntrinsic::Name as usize),
+            Resolved::Intrinsic(Intrinsic::StatusMessage) => dict(SegIntrinsic::StatusMessage as usize),
+            Resolved::Intrinsic(_) => Ok(None),
+            Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                ([], []) => Ok(Some(KeySource::Null)),
+                ([(column, value_type)], []) | ([], [(column, value_type)]) => match value_type {
+                    ValueType::Str => dict(*column),
+                    ValueType::Bool => Ok(Some(KeySource::Bool { column: *column })),
+                    _ => Ok(None),
+                },
+                _ => Ok(None),
+            },
+        }
+    }
+
+    /// Number of codes, null included.
+    fn cardinality(&self) -> u64 {
+        match self {
+            KeySource::Null => 1,
+            KeySource::Dict { dictionary, .. } => dictionary.len() as u64 + 1,
+            KeySource::Kind | KeySource::Status => u64::from(SMALL_CODES) + 1,
+            KeySource::Bool { .. } => 3,
+            KeySource::Strings { present, .. } => present + 1,
+        }
+    }
+
+    fn column(&self) -> Option<usize> {
+        match self {
+            KeySource::Null => None,
+            KeySource::Dict { column, .. } | KeySource::Bool { column } | KeySource::Strings { column, .. } => {
+                Some(*column)
+            }
+            KeySource::Kind => Some(SegIntrinsic::Kind as usize),
+            KeySource::Status => Some(SegIntrinsic::Status as usize),
+        }
+    }
+
+    /// The code of block-local row `local`; `None` for a string of a facet key outside
+    /// `partition` (only the `Strings` source, the only facet, tests it here).
+    fn code(&mut self, block: Option<&DecodedBlock>, local: usize, partition: Partition) -> Option<u32> {
+        let Some(block) = block else { return Some(0) };
+        let Some(index) = block.value_index(local) else { return Some(0) };
+        if let (BlockValues::Strings(strings), KeySource::Strings { codes, values, .. }) = (&block.values, &mut *self) {
+            let Some(s) = strings.get(index) else { return Some(0) };
+            if let Some(&code) = codes.get(s) {
+                return Some(code);
+            }
+            if !partition.is_all() && !partition.admits(finish_hash(combine_hash(KEY_HASH_SEED, str_hash(s)))) {
+                return None;
+            }
+            values.push(s.into());
+            let code = values.len() as u32;
+            codes.insert(s.into(), code);
+            return Some(code);
+        }
+        Some(match (&block.values, &*self) {
+            (BlockValues::Codes(codes), KeySource::Dict { .. }) => codes.get(index).map_or(0, |c| c + 1),
+            (BlockValues::Ints(values), KeySource::Kind | KeySource::Status) => match values.get(index) {
+                Some(&v) if v < u64::from(SMALL_CODES) => v as u32 + 1,
+                _ => 0,
+            },
+            (BlockValues::Bools(values), KeySource::Bool { .. }) => values.get(index).map_or(0, |&b| u32::from(b) + 1),
+            _ => 0,
+        })
+    }
+
+    /// The value a code stands for.
+    fn value(&self, code: u32) -> Value {
+        let Some(code) = code.checked_sub(1) else { return Value::Null };
+        match self {
+            KeySource::Null => Value::Null,
+            KeySource::Dict { dictionary, .. } => {
+                dictionary.get(code as usize).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null)
+            }
+            KeySource::Kind => {
+                u8::try_from(code).ok().and_then(SpanKind::from_code).map(Value::Kind).unwrap_or(Value::Null)
+            }
+            KeySource::Status => {
+                u8::try_from(code).ok().and_then(StatusCode::from_code).map(Value::Status).unwrap_or(Value::Null)
+            }
+            KeySource::Bool { .. } => Value::Bool(code == 1),
+            KeySource::Strings { values, .. } => {
+                values.get(code as usize).map(|s| Value::Str(s.to_string())).unwrap_or(Value::Null)
+            }
+        }
+    }
+}
+
+/// Where an aggregate's input comes from.
+enum InputSource {
+    /// No field (count(*)), or a field absent here: null.
+    Null,
+    /// A numeric column read straight from its blocks.
+    Number { column: usize, kind: NumberKind },
+    /// Any other field, read value by value.
+    Values(Resolved),
+}
+
+#[derive(Clone, Copy)]
+enum NumberKind {
+    Duration,
+    Timestamp,
+    Int,
+    Double,
+}
+
+impl InputSource {
+    fn of(segment: &Segment, field: Option<&Field>) -> InputSource {
+        let Some(field) = field else { return InputSource::Null };
+        match resolve(segment, field) {
+            Resolved::Intrinsic(Intrinsic::Duration) => {
+                InputSource::Number { column: SegIntrinsic::Duration as usize, kind: NumberKind::Duration }
+            }
+            Resolved::Intrinsic(Intrinsic::Start) => {
+                InputSource::Number { column: SegIntrinsic::Start as usize, kind: NumberKind::Timestamp }
+            }
+            Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                ([], []) => InputSource::Null,
+                ([(column, ValueType::Int)], []) | ([], [(column, ValueType::Int)]) => {
+                    InputSource::Number { column: *column, kind: NumberKind::Int }
+                }
+                ([(column, ValueType::Double)], []) | ([], [(column, ValueType::Double)]) => {
+                    InputSource::Number { column: *column, kind: NumberKind::Double }
+                }
+                _ => InputSource::Values(Resolved::Attr { span, resource }),
+            },
+            other => InputSource::Values(other),
+        }
+    }
+
+    fn value(&self, block: Option<&DecodedBlock>, local: usize) -> Value {
+        let InputSource::Number { kind, .. } = self else { return Value::Null };
+        let Some(block) = block else { return Value::Null };
+        let Some(index) = block.value_index(local) else { return Value::Null };
+        match (&block.values, kind) {
+            (BlockValues::Ints(v), NumberKind::Duration) => {
+                v.get(index).map_or(Value::Null, |&x| Value::Duration(x as i64))
+            }
+            (BlockValues::Ints(v), NumberKind::Timestamp) => {
+                v.get(index).map_or(Value::Null, |&x| Value::Timestamp(x as i64))
+            }
+            (BlockValues::Ints(v), NumberKind::Int) => {
+                v.get(index).map_or(Value::Null, |&x| Value::Int(unsortable_int(x)))
+            }
+            (BlockValues::Doubles(v), NumberKind::Double) => {
+                v.get(index).map_or(Value::Null, |&x| Value::Float(f64::from_bits(x)))
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+/// A hasher for u64 keys already spread by [`finish_hash`]-like mixing.
+#[derive(Default)]
+struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = finish_hash(v);
+    }
+}
+
+/// Composite code key to group slot.
+enum Slots {
+    Dense(Vec<u32>),
+    Hashed(HashMap<u64, u32, BuildHasherDefault<MixHasher>>),
+}
+
+impl Slots {
+    /// The slot of `key`, and whether it is new (then numbered `next`).
+    fn get_or_insert(&mut self, key: u64, next: u32) -> Option<(u32, bool)> {
+        match self {
+            Slots::Dense(table) => {
+                let slot = table.get_mut(key as usize)?;
+                if *slot == u32::MAX {
+                    *slot = next;
+                    Some((next, true))
+                } else {
+                    Some((*slot, false))
+                }
+            }
+            Slots::Hashed(map) => {
+                let mut inserted = false;
+                let slot = *map.entry(key).or_insert_with(|| {
+                    inserted = true;
+                    next
+                });
+                Some((slot, inserted))
+            }
+        }
+    }
+}
+
+impl PartContext<'_, '_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(AtomicOrdering::Relaxed)) {
+            return Err(QueryError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if self.spec.explain {
+            self.notes.push(text());
+        }
+    }
+
+    fn block(&self, column: Option<usize>, block: usize) -> Result<Option<DecodedBlock>> {
+        match column {
+            Some(column) => Ok(Some(self.segment.read_block(column, block).map_err(engine)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Groups and aggregates the selected rows into `groups`; false on overflow.
+    pub fn aggregate(&mut self, groups: &mut Groups) -> Result<bool> {
+        if self.selected.is_empty() {
+            self.note(|| "group-by: nothing selected".into());
+            return Ok(true);
+        }
+        if let Some(fits) = self.bitmap_counts(groups)? {
+            return Ok(fits);
+        }
+        if let Some(fits) = self.code_groups(groups)? {
+            return Ok(fits);
+        }
+        self.value_groups(groups)
+    }
+
+    /// Path 1: counts from bitmap cardinalities; `None` when not applicable.
+    fn bitmap_counts(&mut self, groups: &mut Groups) -> Result<Option<bool>> {
+        let spec = self.spec;
+        let query = spec.query;
+        if spec.buckets.is_some() || query.facets.len() > 1 || !spec.aggregates.iter().all(|a| AggState::counts_rows(a))
+        {
+            return Ok(None);
+        }
+        let sets: Vec<&RoaringBitmap> = self.filter_sets.iter().map(|f| f.as_ref().unwrap_or(self.selected)).collect();
+        let fresh = || -> Vec<AggState> { spec.aggregates.iter().map(|a| AggState::new(a)).collect() };
+        let add = |states: &mut Vec<AggState>, counts: &[u64]| -> Result<()> {
+            for (state, &n) in states.iter_mut().zip(counts) {
+                if !state.add_rows(n) {
+                    return Err(QueryError::Internal("a row count fed to another aggregate".into()));
+                }
+            }
+            Ok(())
+        };
+        let Some(facet) = query.facets.first() else {
+            // No FACET: one group, the cardinalities of the selected rows.
+            let counts: Vec<u64> = sets.iter().map(|s| s.len()).collect();
+            let mut states = fresh();
+            add(&mut states, &counts)?;
+            merge_group(groups, (Vec::new(), None), Group { keys: Vec::new(), states });
+            self.note(|| "group-by: counted from the selection bitmap, no column read".into());
+            return Ok(Some(true));
+        };
+        let resolved = resolve(self.segment, facet);
+        let (column, decode): (usize, Box<dyn Fn(u64) -> Value>) = match &resolved {
+            Resolved::Intrinsic(Intrinsic::Kind) => (
+                SegIntrinsic::Kind as usize,
+                Box::new(|k| {
+                    u8::try_from(k).ok().and_then(SpanKind::from_code).map(Value::Kind).unwrap_or(Value::Null)
+                }),
+            ),
+            Resolved::Intrinsic(Intrinsic::Status) => (
+                SegIntrinsic::Status as usize,
+                Box::new(|k| {
+                    u8::try_from(k).ok().and_then(StatusCode::from_code).map(Value::Status).unwrap_or(Value::Null)
+                }),
+            ),
+            Resolved::Intrinsic(i @ (Intrinsic::Name | Intrinsic::StatusMessage)) => {
+                let column = if *i == Intrinsic::Name { SegIntrinsic::Name } else { SegIntrinsic::StatusMessage };
+                let column = column as usize;
+                if self.segment.column_meta(column).map_err(engine)?.storage != Storage::Dict {
+                    return Ok(None);
+                }
+                let dictionary = self.segment.dictionary(column).map_err(engine)?;
+                (
+                    column,
+                    Box::new(move |k| dictionary.get(k as usize).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null)),
+                )
+            }
+            Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                ([(column, value_type)], []) | ([], [(column, value_type)]) => match value_type {
+                    ValueType::Str => {
+                        if self.segment.column_meta(*column).map_err(engine)?.storage != Storage::Dict {
+                            return Ok(None);
+                        }
+                        let dictionary = self.segment.dictionary(*column).map_err(engine)?;
+                        (
+                            *column,
+                            Box::new(move |k| {
+                                dictionary.get(k as usize).map(|s| Value::Str(s.clone())).unwrap_or(Value::Null)
+                            }),
+                        )
+                    }
+                    ValueType::Int => (*column, Box::new(|k| Value::Int(unsortable_int(k)))),
+                    ValueType::Bool => (*column, Box::new(|k| Value::Bool(k != 0))),
+                    ValueType::Double => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+            Resolved::Intrinsic(_) => return Ok(None),
+        };
+        let Some(bitmaps) = self.segment.bitmaps(column).map_err(engine)? else { return Ok(None) };
+        let partition = spec.partition;
+        let mut covered = vec![0u64; sets.len()];
+        let mut selected_covered = 0u64;
+        let mut kept = 0usize;
+        for (n, (key, bitmap)) in bitmaps.iter().enumerate() {
+            if n % 256 == 0 {
+                self.check_cancel()?;
+            }
+            let in_selection = self.selected.intersection_len(bitmap);
+            if in_selection == 0 {
+                continue;
+            }
+            selected_covered += in_selection;
+            let counts: Vec<u64> = sets.iter().map(|s| s.intersection_len(bitmap)).collect();
+            for (c, n) in covered.iter_mut().zip(&counts) {
+                *c += n;
+            }
+            let value = decode(*key);
+            let group_key = vec![value.group_key()];
+            if !partition.admits(key_hash(&group_key)) {
+                continue;
+            }
+            let mut states = fresh();
+            add(&mut states, &counts)?;
+            merge_group(groups, (group_key, None), Group { keys: vec![value], states });
+            kept += 1;
+        }
+        // Selected rows in no value's bitmap have no value: the null group.
+        if self.selected.len() > selected_covered && partition.admits(key_hash(&[GroupKey::Null])) {
+            let counts: Vec<u64> = sets.iter().zip(&covered).map(|(s, c)| s.len().saturating_sub(*c)).collect();
+            let mut states = fresh();
+            add(&mut states, &counts)?;
+            merge_group(groups, (vec![GroupKey::Null], None), Group { keys: vec![Value::Null], states });
+            kept += 1;
+        }
+        let values = bitmaps.len();
+        self.note(|| {
+            format!(
+                "group-by: bitmap counts, selection AND each of {values} value bitmaps, {kept} groups, no column read"
+            )
+        });
+        Ok(Some(groups.len() <= spec.groups_max))
+    }
+
+    /// Path 2: group by dictionary (and other small) codes; `None` when a facet is not
+    /// code-shaped here.
+    fn code_groups(&mut self, groups: &mut Groups) -> Result<Option<bool>> {
+        let spec = self.spec;
+        let mut keys: Vec<KeySource> = Vec::with_capacity(spec.query.facets.len());
+        let only_facet = spec.query.facets.len() == 1;
+        for facet in &spec.query.facets {
+            match KeySource::of(self.segment, &resolve(self.segment, facet), only_facet)? {
+                Some(k) => keys.push(k),
+                None => return Ok(None),
+            }
+        }
+        // Mixed-radix composite of the codes, then the bucket index.
+        let mut strides = Vec::with_capacity(keys.len());
+        let mut space = 1u64;
+        for k in keys.iter().rev() {
+            strides.push(space);
+            space = match space.checked_mul(k.cardinality()) {
+                Some(s) => s,
+                None => return Ok(None),
+            };
+        }
+        strides.reverse();
+        let bucket_count = spec.buckets.map_or(1, |b| b.count);
+        let Some(total) = space.checked_mul(bucket_count) else { return Ok(None) };
+        let mut slots = if total <= DENSE_SLOTS_MAX {
+            Slots::Dense(vec![u32::MAX; total as usize])
+        } else {
+            Slots::Hashed(HashMap::default())
+        };
+        let dense = matches!(slots, Slots::Dense(_));
+        // Per-code hashes, for the partition test (only when partitioned).
+        let partition = spec.partition;
+        let code_hashes: Vec<Vec<u64>> = if partition.is_all() {
+            Vec::new()
+        } else {
+            keys.iter()
+                .map(|k| (0..k.cardinality() as u32).map(|c| value_hash(&k.value(c).group_key())).collect())
+                .collect()
+        };
+        // A sparse selection takes its codes from the value bitmaps, so the facet columns'
+        // blocks are not decoded at all.
+        let mut precomputed: Vec<Option<Vec<u32>>> = Vec::with_capacity(keys.len());
+        let sparse = self.selected.len().saturating_mul(SPARSE_RATIO) < self.segment.row_count() as u64;
+        for k in &keys {
+            precomputed.push(if sparse { self.codes_from_bitmaps(k)? } else { None });
+        }
+        let from_bitmaps = precomputed.iter().filter(|p| p.is_some()).count();
+        let inputs: Vec<InputSource> =
+            spec.aggregates.iter().map(|a| InputSource::of(self.segment, agg_field(a))).collect();
+        let template: Vec<AggState> = spec.aggregates.iter().map(|a| AggState::new(a)).collect();
+        let aggregate_count = template.len();
+        let mut states: Vec<AggState> = Vec::new();
+        let mut slot_keys: Vec<u64> = Vec::new();
+        let mut current = usize::MAX;
+        let mut key_blocks: Vec<Option<DecodedBlock>> = Vec::new();
+        let mut input_blocks: Vec<Option<DecodedBlock>> = Vec::new();
+        let mut start_block: Option<DecodedBlock> = None;
+        let mut codes = vec![0u32; keys.len()];
+        let strings_facet = matches!(keys.first(), Some(KeySource::Strings { .. }));
+        let null_hash = key_hash(&[GroupKey::Null]);
+        let count_only = spec.aggregates.iter().all(|a| AggState::counts_rows(a));
+        let mut row_counts: Vec<u64> = Vec::new();
+        let mut last = (u64::MAX, 0u32);
+        for (n, row) in self.selected.iter().enumerate() {
+            let block = row as usize / BLOCK_ROWS;
+            if block != current {
+                self.check_cancel()?;
+                if self.overflow.load(AtomicOrdering::Relaxed) {
+                    return Ok(Some(false));
+                }
+                key_blocks = keys
+                    .iter()
+                    .zip(&precomputed)
+                    .map(|(k, p)| if p.is_some() { Ok(None) } else { self.block(k.column(), block) })
+                    .collect::<Result<_>>()?;
+                input_blocks = inputs
+                    .iter()
+                    .map(|i| match i {
+                        InputSource::Number { column, .. } => self.block(Some(*column), block),
+                        _ => Ok(None),
+                    })
+                    .collect::<Result<_>>()?;
+                start_block = match spec.buckets {
+                    Some(_) => self.block(Some(SegIntrinsic::Start as usize), block)?,
+                    None => None,
+                };
+                current = block;
+            }
+            let local = row as usize % BLOCK_ROWS;
+            let mut key = 0u64;
+            let mut admitted = true;
+            for (i, k) in keys.iter_mut().enumerate() {
+                let code = match precomputed.get(i).and_then(Option::as_ref) {
+                    Some(by_rank) => by_rank.get(n).copied().unwrap_or(0),
+                    None => match k.code(key_blocks.get(i).and_then(Option::as_ref), local, partition) {
+                        Some(code) => code,
+                        None => {
+                            admitted = false;
+                            break;
+                        }
+                    },
+                };
+                if let Some(c) = codes.get_mut(i) {
+                    *c = code;
+                }
+                key += u64::from(code) * strides.get(i).copied().unwrap_or(0);
+            }
+            if !admitted {
+                continue;
+            }
+            if strings_facet {
+                // Strings were tested as they got codes; the null key is tested here.
+                if key == 0 && !partition.admits(null_hash) {
+                    continue;
+                }
+            } else if !partition.is_all() {
+                let mut h = KEY_HASH_SEED;
+                for (i, &code) in codes.iter().enumerate() {
+                    let value = code_hashes.get(i).and_then(|h| h.get(code as usize)).copied().unwrap_or(0);
+                    h = combine_hash(h, value);
+                }
+                if !partition.admits(finish_hash(h)) {
+                    continue;
+                }
+            }
+            if let Some(buckets) = spec.buckets {
+                let start = start_block.as_ref().and_then(|b| b.int(local)).unwrap_or(0) as i64;
+                let Some(index) = buckets.index(start) else {
+                    return Err(QueryError::Internal(format!("start {start} outside the TIMESERIES range")));
+                };
+                key = key * buckets.count + index;
+            }
+            // Runs of one key (nulls, above all) skip the table.
+            let slot = if key == last.0 {
+                last.1
+            } else {
+                let next = slot_keys.len() as u32;
+                let Some((slot, new)) = slots.get_or_insert(key, next) else {
+                    return Err(QueryError::Internal("group code out of the dense table".into()));
+                };
+                if new {
+                    if slot_keys.len() >= spec.groups_max {
+                        return Ok(Some(false));
+                    }
+                    slot_keys.push(key);
+                    if count_only {
+                        row_counts.resize(row_counts.len() + aggregate_count, 0);
+                    } else {
+                        states.extend(template.iter().cloned());
+                    }
+                }
+                last = (key, slot);
+                slot
+            };
+            let base = slot as usize * aggregate_count;
+            if count_only {
+                // Row counts only: a counter per slot and aggregate, no state per row.
+                for a in 0..aggregate_count {
+                    if let Some(Some(set)) = self.filter_sets.get(a) {
+                        if !set.contains(row) {
+                            continue;
+                        }
+                    }
+                    if let Some(c) = row_counts.get_mut(base + a) {
+                        *c += 1;
+                    }
+                }
+                continue;
+            }
+            for (a, input) in inputs.iter().enumerate() {
+                if let Some(Some(set)) = self.filter_sets.get(a) {
+                    if !set.contains(row) {
+                        continue;
+                    }
+                }
+                let value = match input {
+                    InputSource::Values(resolved) => self.reader.value(resolved, row)?,
+                    other => other.value(input_blocks.get(a).and_then(Option::as_ref), local),
+                };
+                if let Some(state) = states.get_mut(base + a) {
+                    state.add(&value);
+                }
+            }
+        }
+        // Codes to values, once per group.
+        let group_count = slot_keys.len();
+        if count_only {
+            for (state, &n) in template.iter().cycle().zip(&row_counts) {
+                let mut state = state.clone();
+                if !state.add_rows(n) {
+                    return Err(QueryError::Internal("a row count fed to another aggregate".into()));
+                }
+                states.push(state);
+            }
+        }
+        let mut states = states.into_iter();
+        for mut key in slot_keys {
+            let bucket = match spec.buckets {
+                Some(b) => {
+                    let index = key % b.count;
+                    key /= b.count;
+                    Some(b.first + index as i64 * b.interval)
+                }
+                None => None,
+            };
+            let values: Vec<Value> = keys
+                .iter()
+                .zip(&strides)
+                .map(|(k, stride)| k.value(((key / stride) % k.cardinality()) as u32))
+                .collect();
+            let group_key = values.iter().map(Value::group_key).collect();
+            let group_states: Vec<AggState> = states.by_ref().take(aggregate_count).collect();
+            merge_group(groups, (group_key, bucket), Group { keys: values, states: group_states });
+        }
+        let layout = if dense { format!("dense table of {total} slots") } else { "hash table".to_string() };
+        let source = if from_bitmaps > 0 {
+            format!(" ({from_bitmaps} of the facets' codes from value bitmaps, their columns not read)")
+        } else {
+            String::new()
+        };
+        let what = if strings_facet { "codes of first sight of a plain string column" } else { "dictionary codes" };
+        self.note(|| format!("group-by: {what}, {group_count} groups in a {layout}{source}"));
+        Ok(Some(groups.len() <= spec.groups_max))
+    }
+
+    /// For a facet column with value bitmaps: the code of every selected row, in
+    /// selection order (0 for rows in no bitmap); `None` without bitmaps.
+    fn codes_from_bitmaps(&self, key: &KeySource) -> Result<Option<Vec<u32>>> {
+        let column = match key {
+            KeySource::Dict { column, .. } | KeySource::Bool { column } => *column,
+            KeySource::Kind => SegIntrinsic::Kind as usize,
+            KeySource::Status => SegIntrinsic::Status as usize,
+            KeySource::Null | KeySource::Strings { .. } => return Ok(None),
+        };
+        let Some(bitmaps) = self.segment.bitmaps(column).map_err(engine)? else { return Ok(None) };
+        let mut codes = vec![0u32; self.selected.len() as usize];
+        for (value, bitmap) in &bitmaps {
+            self.check_cancel()?;
+            let code = match key {
+                KeySource::Kind | KeySource::Status if *value >= u64::from(SMALL_CODES) => continue,
+                _ => u32::try_from(*value).ok().and_then(|v| v.checked_add(1)),
+            };
+            let Some(code) = code else { continue };
+            for row in (self.selected & bitmap).iter() {
+                // rank counts the selected rows up to and including `row`.
+                if let Some(slot) = codes.get_mut(self.selected.rank(row) as usize - 1) {
+                    *slot = code;
+                }
+            }
+        }
+        Ok(Some(codes))
+    }
+
+    /// Path 3: facet values read row by row.
+    fn value_groups(&mut self, groups: &mut Groups) -> Result<bool> {
+        let spec = self.spec;
+        let facets: Vec<Resolved> = spec.query.facets.iter().map(|f| resolve(self.segment, f)).collect();
+        let inputs: Vec<Option<Resolved>> =
+            spec.aggregates.iter().map(|a| agg_field(a).map(|f| resolve(self.segment, f))).collect();
+        let before = groups.len();
+        let partition = spec.partition;
+        for (n, row) in self.selected.iter().enumerate() {
+            if n % 8192 == 0 {
+                self.check_cancel()?;
+                if self.overflow.load(AtomicOrdering::Relaxed) {
+                    return Ok(false);
+                }
+            }
+            let mut keys = Vec::with_capacity(facets.len());
+            for facet in &facets {
+                keys.push(self.reader.value(facet, row)?);
+            }
+            let facet_key: Vec<GroupKey> = keys.iter().map(Value::group_key).collect();
+            if !partition.is_all() && !partition.admits(key_hash(&facet_key)) {
+                continue;
+            }
+            let bucket = match spec.buckets {
+                Some(b) => {
+                    let start = self.reader.intrinsic(Intrinsic::Start, row)?.as_f64().unwrap_or(0.0) as i64;
+                    Some(start.div_euclid(b.interval) * b.interval)
+                }
+                None => None,
+            };
+            let group_key = (facet_key, bucket);
+            if !groups.contains_key(&group_key) && groups.len() >= spec.groups_max {
+                return Ok(false);
+            }
+            let group = groups
+                .entry(group_key)
+                .or_insert_with(|| Group { keys, states: spec.aggregates.iter().map(|a| AggState::new(a)).collect() });
+            for (a, state) in group.states.iter_mut().enumerate() {
+                if let Some(Some(set)) = self.filter_sets.get(a) {
+                    if !set.contains(row) {
+                        continue;
+                    }
+                }
+                let value = match inputs.get(a) {
+                    Some(Some(r)) => self.reader.value(r, row)?,
+                    _ => Value::Null,
+                };
+                state.add(&value);
+            }
+        }
+        let added = groups.len() - before;
+        self.note(|| format!("group-by: facet values read row by row, {added} new groups"));
+        Ok(true)
+    }
+
+    /// A plain (non-aggregate) query: the sort key of every selected row.
+    pub fn rows(&mut self, part_index: usize, out: &mut Vec<(Vec<Value>, usize, u32)>) -> Result<()> {
+        let query = self.spec.query;
+        let order_fields: Vec<Resolved> = query
+            .order_by
+            .iter()
+            .filter_map(|o| match &o.key {
+                OrderKey::Field(f) => Some(resolve(self.segment, f)),
+                OrderKey::Aggregate(_) => None,
+            })
+            .collect();
+        let default_order = query.order_by.is_empty();
+        debug_assert!(!query.select.iter().any(|s| matches!(s, SelectItem::Aggregate { .. })));
+        for (n, row) in self.selected.iter().enumerate() {
+            if n % 8192 == 0 {
+                self.check_cancel()?;
+            }
+            let key = if default_order {
+                vec![self.reader.intrinsic(Intrinsic::Start, row)?]
+            } else {
+                order_fields.iter().map(|r| self.reader.value(r, row)).collect::<Result<Vec<_>>>()?
+            };
+            out.push((key, part_index, row));
+        }
+        Ok(())
+    }
+}
