@@ -519,7 +519,6 @@ impl SegmentBuilder {
         }
         self.rest = rest;
         self.rest_ends = rest_ends;
-        drop(order);
 
         let mut out = Writer::with_capacity(rows * 48 + 4096);
         out.bytes(&SEGMENT_MAGIC);
@@ -553,22 +552,23 @@ impl SegmentBuilder {
         let all = &all_rows;
         // Each column job renumbers its own rows into the sorted order first.
         let inverse = &inverse;
+        let order = &order;
         let mut jobs: Vec<Job<'_>> = vec![
             job(|w| write_fixed(w, Intrinsic::TraceId, &trace_ids, rows)),
             job(|w| write_fixed(w, Intrinsic::SpanId, &span_ids, rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::ParentCode), all, &codes, rows, false)),
             job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
-            job(move |w| write_column(w, name.permuted(inverse), rows)),
+            job(move |w| write_column(w, name.permuted(order, inverse), rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Kind), all, &kind, rows, true)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Start), all, &start, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Duration), all, &duration, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Status), all, &status, rows, true)),
-            job(move |w| write_column(w, status_message.permuted(inverse), rows)),
+            job(move |w| write_column(w, status_message.permuted(order, inverse), rows)),
             job(|w| write_blobs(w, &rest, &rest_ends, rows)),
         ];
         debug_assert_eq!(attrs.columns.len(), layout.kinds.len());
         for column in attrs.columns {
-            jobs.push(job(move |w| write_column(w, column.permuted(inverse), rows)));
+            jobs.push(job(move |w| write_column(w, column.permuted(order, inverse), rows)));
         }
         let results = run_jobs(jobs);
         let mut columns = Vec::with_capacity(results.len());
@@ -677,15 +677,19 @@ impl ColumnMeta {
 }
 
 impl ColumnBuilder {
-    fn permuted(mut self, inverse: &[u32]) -> Self {
-        self.permute(inverse);
+    fn permuted(mut self, order: &[u32], inverse: &[u32]) -> Self {
+        self.permute(order, inverse);
         self
     }
 
-    /// Renumbers rows through `inverse` (old row to new row) and reorders the values
-    /// to match, so rows stay increasing.
-    fn permute(&mut self, inverse: &[u32]) {
-        let order: Vec<usize> = if self.rows.len() * 8 >= inverse.len() {
+    /// Renumbers rows through `inverse` (old row to new row; `order` is its inverse)
+    /// and reorders the values to match, so rows stay increasing.
+    fn permute(&mut self, order: &[u32], inverse: &[u32]) {
+        let order: Vec<usize> = if self.rows.len() == inverse.len() {
+            // Every row has a value (rows are 0..n, as for resource attributes and
+            // names): value i belongs to old row i, so the new order is `order` itself.
+            order.iter().map(|&old| old as usize).collect()
+        } else if self.rows.len() * 8 >= inverse.len() {
             // Dense: scatter each value's index to its new row, then read the rows in
             // order (linear, no sort).
             let mut slots = vec![u32::MAX; inverse.len()];
@@ -1154,7 +1158,7 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
 
 fn estimate_distinct_strings(strings: &[&str]) -> u64 {
     let step = (strings.len() / 65_536).max(1);
-    let sample: std::collections::HashSet<&str> = strings.iter().step_by(step).copied().collect();
+    let sample: rustc_hash::FxHashSet<&str> = strings.iter().step_by(step).copied().collect();
     (sample.len() * step) as u64
 }
 
