@@ -146,6 +146,24 @@ fn merging_a_damaged_segment_is_an_error_naming_it() {
 }
 
 #[test]
+fn merging_a_segment_with_any_flipped_bit_gives_an_error_or_the_same_spans() {
+    let small = workload(40);
+    let bytes = build_segment(&[&SpanBatch::from_spans(&small)], 1, None);
+    let expected = sorted(&small);
+    let rows: Vec<u32> = (0..40).collect();
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let Ok(segment) = Segment::open(Path::new("seg"), Arc::new(damaged)) else { continue };
+        if let Ok(merged) = merge_segments(&[&segment], 2, None) {
+            if let Ok(got) = open(merged).spans(&rows) {
+                assert_eq!(got, expected, "bit {bit} changed an answer");
+            }
+        }
+    }
+}
+
+#[test]
 fn ids_and_parents_are_stored_compactly() {
     let spans = workload(50_000);
     let batch = SpanBatch::from_spans(&spans);
