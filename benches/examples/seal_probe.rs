@@ -1,5 +1,19 @@
-//! Quick probe: seal N generated spans into one segment; print build time and bytes.
+//! Quick probe: seal N generated spans into one segment; print build time (wall and
+//! CPU), bytes per column, and the time to compact two halves column-wise.
 use std::time::Instant;
+
+/// User and system CPU seconds of this process so far, all threads, from
+/// /proc/self/stat (USER_HZ = 100 ticks a second). On a shared machine the process may
+/// get far less than its cores, so CPU time is the steadier measure.
+fn cpu_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
 
 use spanstore_engine::segment::reader::{column_name, Segment};
 use spanstore_engine::segment::writer::build_segment;
@@ -21,15 +35,45 @@ fn main() {
         println!("unsorted: push {:?}, total {:?}, {} bytes", pushed, start.elapsed(), bytes.len());
     }
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let bytes = build_segment(&refs, 1, None);
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu;
     println!(
-        "{spans} spans: built in {:.2}s ({:.0} spans/s), {} bytes, {:.1} bytes/span",
+        "{spans} spans: built in {:.2}s ({:.0} spans/s), {:.2} CPU-s ({:.0} spans per CPU-second), {} bytes, {:.1} bytes/span",
         elapsed.as_secs_f64(),
         spans as f64 / elapsed.as_secs_f64(),
+        cpu,
+        spans as f64 / cpu.max(0.01),
         bytes.len(),
         bytes.len() as f64 / spans as f64
     );
+    if std::env::var("MERGE").is_ok() {
+        // Compaction of two halves, each sealed on its own.
+        let half = refs.len() / 2;
+        let (front, back) = refs.split_at(half);
+        let parts: Vec<Segment> = [front, back]
+            .iter()
+            .map(|part| {
+                let bytes = build_segment(part, 1, None);
+                Segment::open(std::path::Path::new("part"), std::sync::Arc::new(bytes)).expect("open part")
+            })
+            .collect();
+        let inputs: Vec<&Segment> = parts.iter().collect();
+        let start = Instant::now();
+        let cpu = cpu_seconds();
+        let merged = spanstore_engine::segment::writer::merge_segments(&inputs, 2, None).expect("merge");
+        let elapsed = start.elapsed();
+        let cpu = cpu_seconds() - cpu;
+        println!(
+            "merge of two halves: {:.2}s ({:.0} spans/s), {:.2} CPU-s ({:.0} spans per CPU-second), {} bytes",
+            elapsed.as_secs_f64(),
+            spans as f64 / elapsed.as_secs_f64(),
+            cpu,
+            spans as f64 / cpu.max(0.01),
+            merged.len()
+        );
+    }
     let segment = Segment::open(std::path::Path::new("probe"), std::sync::Arc::new(bytes)).expect("open");
     let mut columns: Vec<(String, u64)> = segment
         .directory()

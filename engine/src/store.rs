@@ -29,8 +29,8 @@ use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::memtable::Memtable;
 use crate::model::{Span, TraceId};
 use crate::segment::reader::Segment;
-use crate::segment::writer::build_segment;
-use crate::segment::{parse_segment_file_name, segment_file_name, BLOCK_ROWS};
+use crate::segment::writer::{build_segment, merge_segments};
+use crate::segment::{parse_segment_file_name, segment_file_name};
 use crate::snapshot::{SegmentHandle, Snapshot};
 
 /// Name of the writer's lock file.
@@ -799,26 +799,13 @@ impl Inner {
         }
         let Some(range) = best else { return Ok(None) };
         let inputs: Vec<Arc<SegmentHandle>> = current.get(range.clone()).unwrap_or_default().to_vec();
-        // Each input is sorted by (trace id, start); read them back block by block into
-        // batches and sort the union.
-        let mut batches = Vec::new();
-        for handle in &inputs {
-            let rows = handle.segment.row_count() as u32;
-            let mut at = 0u32;
-            while at < rows {
-                let end = (at + BLOCK_ROWS as u32).min(rows);
-                let chunk: Vec<u32> = (at..end).collect();
-                batches.push(SpanBatch::from_spans(&handle.segment.spans(&chunk)?));
-                at = end;
-            }
-        }
-        let refs: Vec<&SpanBatch> = batches.iter().collect();
+        // Merged column by column: no span is materialized (see `merge_segments`).
         let min_sequence = inputs.iter().map(|h| h.entry.min_sequence).min().unwrap_or(0);
         let max_sequence = inputs.iter().map(|h| h.entry.max_sequence).max().unwrap_or(0);
         let number = writer.allocate_file_number()?;
-        let bytes = build_segment(&refs, number, Some((min_sequence, max_sequence)));
-        drop(refs);
-        drop(batches);
+        let segments: Vec<&Segment> = inputs.iter().map(|h| &h.segment).collect();
+        let bytes = merge_segments(&segments, number, Some((min_sequence, max_sequence)))?;
+        drop(segments);
         self.write_segment_file(number, &bytes)?;
         drop(bytes);
         let entry = SegmentEntry {

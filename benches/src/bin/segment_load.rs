@@ -45,6 +45,18 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// User and system CPU seconds of this process so far, all threads, from
+/// /proc/self/stat (USER_HZ = 100 ticks a second).
+fn cpu_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(((sorted.len().saturating_sub(1)) as f64 * p).round() as usize).copied().unwrap_or_default()
 }
@@ -97,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut probes: Vec<TraceId> = Vec::new();
     let mut request_ids: Vec<String> = Vec::new();
     let (mut append_time, mut seal_time) = (Duration::ZERO, Duration::ZERO);
+    let mut seal_cpu = 0.0f64;
     let mut appended = 0usize;
     let mut sealed_spans = 0u64;
     while appended < args.spans {
@@ -121,35 +134,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         append_time += started.elapsed();
         if store.snapshot().span_count() >= options.seal_span_count as u64 {
             let started = Instant::now();
+            let cpu = cpu_seconds();
             if let Some(entry) = store.seal_now()? {
                 sealed_spans += entry.span_count;
             }
             seal_time += started.elapsed();
+            seal_cpu += cpu_seconds() - cpu;
         }
     }
     let started = Instant::now();
+    let cpu = cpu_seconds();
     if let Some(entry) = store.seal_now()? {
         sealed_spans += entry.span_count;
     }
     seal_time += started.elapsed();
+    seal_cpu += cpu_seconds() - cpu;
     let before_compaction = dir_bytes(&dir);
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let report = store.compact_now()?;
     let compact_time = started.elapsed();
+    let compact_cpu = cpu_seconds() - cpu;
     store.close()?;
     let after = dir_bytes(&dir);
     println!("spans: {appended}");
     println!("append (sync none): {:.0} spans/s", appended as f64 / append_time.as_secs_f64());
     println!(
-        "sealing: {sealed_spans} spans in {:.1} s = {:.0} spans/s",
+        "sealing: {sealed_spans} spans in {:.1} s = {:.0} spans/s; {:.1} CPU-s = {:.0} spans per CPU-second",
         seal_time.as_secs_f64(),
-        sealed_spans as f64 / seal_time.as_secs_f64()
+        sealed_spans as f64 / seal_time.as_secs_f64(),
+        seal_cpu,
+        sealed_spans as f64 / seal_cpu.max(0.01)
     );
+    let compacted = report.compacted.iter().map(|(_, e)| e.span_count).sum::<u64>() as f64;
     println!(
-        "compaction: {} merges in {:.1} s ({:.0} spans/s)",
+        "compaction: {} merges in {:.1} s ({:.0} spans/s); {:.1} CPU-s = {:.0} spans per CPU-second",
         report.compacted.len(),
         compact_time.as_secs_f64(),
-        report.compacted.iter().map(|(_, e)| e.span_count).sum::<u64>() as f64 / compact_time.as_secs_f64().max(1e-9)
+        compacted / compact_time.as_secs_f64().max(1e-9),
+        compact_cpu,
+        compacted / compact_cpu.max(0.01)
     );
     println!(
         "directory: {before_compaction} bytes before compaction, {after} after = {:.1} bytes/span",

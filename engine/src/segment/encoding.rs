@@ -144,95 +144,94 @@ const SHAPE_UUID: u64 = 1;
 const SHAPE_LOWER_HEX: u64 = 2;
 const SHAPE_UPPER_HEX: u64 = 3;
 
-/// The bytes of `s` when it is an even number (2..=64) of hex digits, all lowercase
-/// (`upper == false`) or all uppercase (`upper == true`) where they are letters.
-fn hex_bytes(s: &str, upper: bool) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 64 {
-        return None;
-    }
-    let digit = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' if !upper => Some(c - b'a' + 10),
-            b'A'..=b'F' if upper => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
-    b.chunks_exact(2)
-        .map(|pair| match *pair {
-            [h, l] => Some((digit(h)? << 4) | digit(l)?),
-            _ => None,
-        })
-        .collect()
-}
+/// Hex digit classes: the digit's value in the low 4 bits, plus a flag for a lowercase
+/// letter, an uppercase letter, or a byte that is no hex digit.
+const HEX_LOWER_LETTER: u8 = 0x10;
+const HEX_UPPER_LETTER: u8 = 0x20;
+const HEX_INVALID: u8 = 0x40;
 
-fn shape_of(s: &str) -> u64 {
-    if id16(s, true).is_some() {
-        SHAPE_UUID
-    } else if hex_bytes(s, false).is_some() {
-        SHAPE_LOWER_HEX
-    } else if hex_bytes(s, true).is_some() {
-        SHAPE_UPPER_HEX
-    } else {
-        SHAPE_PLAIN
-    }
-}
-
-fn hex_value(c: u8) -> Option<u8> {
+/// The class of one byte as a hex digit (see the flags above).
+#[inline]
+const fn hex_class(c: u8) -> u8 {
     match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => (c - b'a' + 10) | HEX_LOWER_LETTER,
+        b'A'..=b'F' => (c - b'A' + 10) | HEX_UPPER_LETTER,
+        _ => HEX_INVALID,
     }
 }
 
-/// 16 bytes of a 32-digit lowercase hex string, or of a lowercase UUID
-/// (`8-4-4-4-12`), when `s` is exactly that shape.
-fn id16(s: &str, uuid: bool) -> Option<[u8; 16]> {
-    let bytes = s.as_bytes();
-    let digits: Vec<u8> = if uuid {
-        if bytes.len() != 36 {
-            return None;
-        }
-        let mut digits = Vec::with_capacity(32);
-        for (i, &c) in bytes.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return None;
-                }
-            } else {
-                digits.push(c);
-            }
-        }
-        digits
-    } else {
-        if bytes.len() != 32 {
-            return None;
-        }
-        bytes.to_vec()
-    };
-    let mut out = [0u8; 16];
+/// Decodes hex digits (an even count, at most 64) into `out`, returning the byte count
+/// and the union of the digits' class flags (letters of either case, invalid bytes).
+#[inline]
+fn decode_hex_pairs(digits: &[u8], out: &mut [u8; 32]) -> (usize, u8) {
+    let mut flags = 0u8;
+    let mut n = 0usize;
     for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let &[high, low] = pair else { return None };
-        *slot = (hex_value(high)? << 4) | hex_value(low)?;
+        let (Some(&high), Some(&low)) = (pair.first(), pair.get(1)) else { break };
+        let high = hex_class(high);
+        let low = hex_class(low);
+        flags |= high | low;
+        *slot = ((high & 0x0f) << 4) | (low & 0x0f);
+        n += 1;
     }
-    Some(out)
+    (n, flags & 0xf0)
 }
 
-/// Encodes strings: as 16 raw bytes each when every value is an id-shaped string
-/// (32 lowercase hex digits, or a lowercase UUID); with a 2-bit shape per value when
-/// some are (UUIDs as 16 bytes, lowercase or uppercase hex as half as many bytes); else
-/// as lengths and bytes. Ids are most of what is left after dictionaries, and their
-/// binary form is half the size of their text.
+/// The shape of `s` and, for an id shape, its bytes in `out[..n]`: a lowercase UUID
+/// (`8-4-4-4-12`), else an even number (2..=64) of hex digits, all lowercase or all
+/// uppercase where they are letters, else plain. One pass, no allocation.
+fn classify(s: &str, out: &mut [u8; 32]) -> (u64, usize) {
+    let b = s.as_bytes();
+    if let Ok(uuid) = <&[u8; 36]>::try_from(b) {
+        if uuid[8] == b'-' && uuid[13] == b'-' && uuid[18] == b'-' && uuid[23] == b'-' {
+            let mut digits = [0u8; 32];
+            digits[..8].copy_from_slice(&uuid[..8]);
+            digits[8..12].copy_from_slice(&uuid[9..13]);
+            digits[12..16].copy_from_slice(&uuid[14..18]);
+            digits[16..20].copy_from_slice(&uuid[19..23]);
+            digits[20..].copy_from_slice(&uuid[24..]);
+            let (n, flags) = decode_hex_pairs(&digits, out);
+            if n == 16 && flags & (HEX_INVALID | HEX_UPPER_LETTER) == 0 {
+                return (SHAPE_UUID, 16);
+            }
+            return (SHAPE_PLAIN, 0);
+        }
+    }
+    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 64 {
+        return (SHAPE_PLAIN, 0);
+    }
+    let (n, flags) = decode_hex_pairs(b, out);
+    if flags & HEX_INVALID != 0 || n * 2 != b.len() {
+        (SHAPE_PLAIN, 0)
+    } else if flags & HEX_UPPER_LETTER == 0 {
+        (SHAPE_LOWER_HEX, n)
+    } else if flags & HEX_LOWER_LETTER == 0 {
+        (SHAPE_UPPER_HEX, n)
+    } else {
+        (SHAPE_PLAIN, 0)
+    }
+}
+
+/// Encodes strings, choosing the block-wide form from the values' shapes.
 pub fn encode_strings(out: &mut Writer, values: &[&str]) {
-    // One pass finds each value's shape; the block-wide forms follow from the shapes.
-    let shapes: Vec<u64> = values.iter().map(|s| shape_of(s)).collect();
+    // One pass finds each value's shape and id bytes; the block-wide forms follow from
+    // the shapes.
+    let mut scratch = [0u8; 32];
+    let mut shapes: Vec<u64> = Vec::with_capacity(values.len());
+    let mut ids: Vec<u8> = Vec::new();
+    let mut id_ends: Vec<u32> = Vec::new();
+    for s in values {
+        let (shape, n) = classify(s, &mut scratch);
+        shapes.push(shape);
+        if shape != SHAPE_PLAIN {
+            ids.extend_from_slice(scratch.get(..n).unwrap_or_default());
+        }
+        id_ends.push(ids.len() as u32);
+    }
     if !values.is_empty() && shapes.iter().all(|&shape| shape == SHAPE_UUID) {
         out.u8(STR_UUID);
-        for s in values {
-            out.bytes(&id16(s, true).unwrap_or_default());
-        }
+        out.bytes(&ids);
         return;
     }
     if !values.is_empty()
@@ -240,21 +239,21 @@ pub fn encode_strings(out: &mut Writer, values: &[&str]) {
         && shapes.iter().all(|&shape| shape == SHAPE_LOWER_HEX)
     {
         out.u8(STR_HEX32);
-        for s in values {
-            out.bytes(&id16(s, false).unwrap_or_default());
-        }
+        out.bytes(&ids);
         return;
     }
     if shapes.iter().any(|&shape| shape != SHAPE_PLAIN) {
         out.u8(STR_SHAPED);
         pack(out, &shapes, 2);
-        for (s, &shape) in values.iter().zip(&shapes) {
+        let mut previous = 0usize;
+        for ((s, &shape), &end) in values.iter().zip(&shapes).zip(&id_ends) {
+            let bytes = ids.get(previous..end as usize).unwrap_or_default();
+            previous = end as usize;
             match shape {
-                SHAPE_UUID => out.bytes(&id16(s, true).unwrap_or_default()),
+                SHAPE_UUID => out.bytes(bytes),
                 SHAPE_LOWER_HEX | SHAPE_UPPER_HEX => {
-                    let bytes = hex_bytes(s, shape == SHAPE_UPPER_HEX).unwrap_or_default();
                     out.u8(bytes.len() as u8);
-                    out.bytes(&bytes);
+                    out.bytes(bytes);
                 }
                 _ => out.len_bytes(s.as_bytes()),
             }
@@ -430,6 +429,18 @@ mod tests {
             encode_strings(&mut w, &refs);
             let mut r = Reader::new(&w.buf);
             prop_assert_eq!(decode_strings(&mut r, values.len()).unwrap(), values);
+        }
+
+        #[test]
+        fn near_id_strings_round_trip(values in proptest::collection::vec(prop_oneof![
+            "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+            "[0-9a-fA-F-]{34,38}",
+            "[0-9a-fA-FgG]{1,66}",
+        ], 0..40)) {
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let mut w = Writer::default();
+            encode_strings(&mut w, &refs);
+            prop_assert_eq!(decode_strings(&mut Reader::new(&w.buf), values.len()).unwrap(), values);
         }
 
         #[test]

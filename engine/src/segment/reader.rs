@@ -482,6 +482,27 @@ impl Segment {
         Ok(scopes)
     }
 
+    /// The scope table as stored: each scope's encoded bytes, in index order (for
+    /// compaction, which copies scopes without decoding them).
+    pub(crate) fn scope_bytes(&self) -> Result<Vec<Vec<u8>>> {
+        let chunk = self.directory.scopes;
+        let bytes = self.chunk(chunk)?;
+        let mut r = Reader::new(&bytes);
+        let scopes = (|| {
+            let count = r.count("scope count", r.remaining())?;
+            let mut scopes = Vec::with_capacity(count);
+            for _ in 0..count {
+                scopes.push(r.len_bytes("scope")?.to_vec());
+            }
+            r.finish("scopes")?;
+            Ok::<_, DecodeError>(scopes)
+        })()
+        .map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
+        // Decoding checks every scope, so a damaged one is refused here, not copied.
+        self.scopes()?;
+        Ok(scopes)
+    }
+
     /// Materializes rows as owned spans (in the order given).
     pub fn spans(&self, rows: &[u32]) -> Result<Vec<Span>> {
         let mut reader = RowReader { segment: self, blocks: HashMap::new() };

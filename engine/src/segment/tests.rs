@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::reader::Segment;
-use super::writer::build_segment;
+use super::writer::{build_segment, merge_segments};
 use super::*;
 use crate::batch::tests::any_spans;
 use crate::batch::SpanBatch;
@@ -109,6 +109,61 @@ fn workload_rows_round_trip_and_indexes_agree_with_a_scan() {
 }
 
 #[test]
+fn merged_workload_segments_answer_like_one_built_from_all_spans() {
+    let spans = workload(3 * BLOCK_ROWS + 100);
+    let parts: Vec<Segment> = spans
+        .chunks(BLOCK_ROWS + 7)
+        .map(|chunk| open(build_segment(&[&SpanBatch::from_spans(chunk)], 2, None)))
+        .collect();
+    let refs: Vec<&Segment> = parts.iter().collect();
+    let merged = open(merge_segments(&refs, 3, None).unwrap());
+    let whole = open(build_segment(&[&SpanBatch::from_spans(&spans)], 3, None));
+    let rows: Vec<u32> = (0..spans.len() as u32).collect();
+    assert_eq!(merged.spans(&rows).unwrap(), whole.spans(&rows).unwrap());
+    assert!(merged.verify().is_empty());
+    let route = merged.attr_column(AttrScope::Span, "http.route", ValueType::Str).unwrap();
+    let whole_route = whole.attr_column(AttrScope::Span, "http.route", ValueType::Str).unwrap();
+    assert_eq!(merged.lookup_str(route, "/r/2").unwrap(), whole.lookup_str(whole_route, "/r/2").unwrap());
+    let request = merged.attr_column(AttrScope::Span, "aws.request_id", ValueType::Str).unwrap();
+    let needle = format!("{:08x}-1234-4abc-8def-{:012x}", 4321, 4321 * 31);
+    assert_eq!(merged.lookup_str(request, &needle).unwrap().unwrap().len(), 1);
+    let id = spans[9_000].trace_id;
+    assert_eq!(merged.trace_rows(&id).unwrap(), whole.trace_rows(&id).unwrap());
+}
+
+#[test]
+fn merging_a_damaged_segment_is_an_error_naming_it() {
+    let spans = workload(2 * BLOCK_ROWS);
+    let clean = build_segment(&[&SpanBatch::from_spans(&spans)], 1, None);
+    let segment = open(clean.clone());
+    let rest_block = segment.directory().columns[Intrinsic::Rest as usize].blocks[1].chunk;
+    let mut damaged = clean;
+    damaged[rest_block.offset as usize + 5] ^= 0x01;
+    let damaged = open(damaged);
+    let other = open(build_segment(&[&SpanBatch::from_spans(&workload(10))], 2, None));
+    let err = merge_segments(&[&other, &damaged], 3, None).unwrap_err();
+    assert!(err.to_string().starts_with("seg: corrupt at byte"), "{err}");
+}
+
+#[test]
+fn merging_a_segment_with_any_flipped_bit_gives_an_error_or_the_same_spans() {
+    let small = workload(40);
+    let bytes = build_segment(&[&SpanBatch::from_spans(&small)], 1, None);
+    let expected = sorted(&small);
+    let rows: Vec<u32> = (0..40).collect();
+    for bit in 0..bytes.len() * 8 {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let Ok(segment) = Segment::open(Path::new("seg"), Arc::new(damaged)) else { continue };
+        if let Ok(merged) = merge_segments(&[&segment], 2, None) {
+            if let Ok(got) = open(merged).spans(&rows) {
+                assert_eq!(got, expected, "bit {bit} changed an answer");
+            }
+        }
+    }
+}
+
+#[test]
 fn ids_and_parents_are_stored_compactly() {
     let spans = workload(50_000);
     let batch = SpanBatch::from_spans(&spans);
@@ -133,6 +188,65 @@ proptest! {
         let rows: Vec<u32> = (0..spans.len() as u32).collect();
         prop_assert_eq!(segment.spans(&rows).unwrap(), sorted(&spans));
         prop_assert!(segment.verify().is_empty());
+    }
+
+    /// `build_segment` pushes the rest blob side and the attribute values on two
+    /// threads with address caches; per-row `push` takes neither shortcut. Both must
+    /// give the same bytes, and the spans back.
+    #[test]
+    fn parallel_and_per_row_building_agree(spans in any_spans(), cuts in proptest::collection::vec(0usize..64, 0..4)) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(spans.len())).collect();
+        cuts.push(0);
+        cuts.push(spans.len());
+        cuts.sort_unstable();
+        let batches: Vec<SpanBatch> = cuts.windows(2).map(|w| SpanBatch::from_spans(&spans[w[0]..w[1]])).collect();
+        let refs: Vec<&SpanBatch> = batches.iter().collect();
+        let parallel = build_segment(&refs, 5, Some((2, 9)));
+        let mut builder = super::writer::SegmentBuilder::new();
+        builder.note_sequences(2, 9);
+        for batch in &batches {
+            for row in 0..batch.len() {
+                builder.push(batch, row);
+            }
+        }
+        prop_assert!(parallel == builder.finish(5));
+        let mut builder = super::writer::SegmentBuilder::new();
+        builder.note_sequences(2, 9);
+        for batch in &batches {
+            builder.push_batch(batch);
+        }
+        prop_assert!(parallel == builder.finish(5));
+        let segment = open(parallel);
+        let rows: Vec<u32> = (0..spans.len() as u32).collect();
+        prop_assert_eq!(segment.spans(&rows).unwrap(), sorted(&spans));
+    }
+
+    /// Compaction merges columns without materializing spans; the result must hold the
+    /// same spans as the old path (decode every span, rebuild from one batch).
+    #[test]
+    fn merging_segments_keeps_every_span(spans in any_spans(), cuts in proptest::collection::vec(0usize..64, 0..3)) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(spans.len())).collect();
+        cuts.push(0);
+        cuts.push(spans.len());
+        cuts.sort_unstable();
+        let inputs: Vec<Segment> = cuts
+            .windows(2)
+            .map(|w| open(build_segment(&[&SpanBatch::from_spans(&spans[w[0]..w[1]])], 1, None)))
+            .collect();
+        let refs: Vec<&Segment> = inputs.iter().collect();
+        let merged = open(merge_segments(&refs, 9, Some((3, 4))).unwrap());
+        prop_assert!(merged.verify().is_empty());
+        prop_assert_eq!(merged.directory().min_sequence, 3);
+        let rows: Vec<u32> = (0..spans.len() as u32).collect();
+        let got = merged.spans(&rows).unwrap();
+        let mut concatenated = Vec::new();
+        for segment in &inputs {
+            let rows: Vec<u32> = (0..segment.row_count() as u32).collect();
+            concatenated.extend(segment.spans(&rows).unwrap());
+        }
+        let old = open(build_segment(&[&SpanBatch::from_spans(&concatenated)], 9, Some((3, 4))));
+        prop_assert_eq!(&got, &old.spans(&rows).unwrap());
+        prop_assert_eq!(got, sorted(&spans));
     }
 
     #[test]

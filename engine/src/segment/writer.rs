@@ -21,6 +21,9 @@ use crate::batch::{Attrs, SpanBatch, ValueView};
 use crate::codec::Writer;
 use crate::model::AnyValue;
 
+mod merge;
+pub use merge::merge_segments;
+
 /// Values seen before a column decides whether to intern its strings.
 const INTERN_PROBE_VALUES: usize = 4096;
 
@@ -33,9 +36,51 @@ struct StrValues {
     codes: Vec<u32>,
     /// Plain mode: all values concatenated, with their ends.
     plain: Option<(String, Vec<u32>)>,
+    /// Codes by the address and length of a value in the current batch's arena: a
+    /// batch stores a repeated short string once, so most values hit here without
+    /// hashing their bytes. Valid only while that batch is borrowed (cleared by
+    /// `SegmentBuilder::push_batch` at its end).
+    by_address: FxHashMap<(usize, usize), u32>,
 }
 
 impl StrValues {
+    /// Pushes a value that lives in the batch being pushed (see `by_address`).
+    fn push_batch_value(&mut self, value: &str) {
+        if self.plain.is_some() {
+            return self.push(value);
+        }
+        let address = (value.as_ptr() as usize, value.len());
+        if let Some(&code) = self.by_address.get(&address) {
+            self.codes.push(code);
+            return;
+        }
+        self.push(value);
+        if self.plain.is_none() {
+            if let Some(&code) = self.codes.last() {
+                self.by_address.insert(address, code);
+            }
+        }
+    }
+
+    /// Pushes value `input_code` of another segment's dictionary: `remap` holds this
+    /// column's code for each input code already met (`u32::MAX` for none yet).
+    fn push_mapped(&mut self, input_code: u32, value: &str, remap: &mut [u32]) {
+        if self.plain.is_some() {
+            return self.push(value);
+        }
+        if let Some(&code) = remap.get(input_code as usize).filter(|&&c| c != u32::MAX) {
+            self.codes.push(code);
+            self.check_plain();
+            return;
+        }
+        self.push(value);
+        if self.plain.is_none() {
+            if let (Some(&code), Some(slot)) = (self.codes.last(), remap.get_mut(input_code as usize)) {
+                *slot = code;
+            }
+        }
+    }
+
     fn push(&mut self, value: &str) {
         if let Some((arena, ends)) = &mut self.plain {
             arena.push_str(value);
@@ -52,6 +97,12 @@ impl StrValues {
             }
         };
         self.codes.push(code);
+        self.check_plain();
+    }
+
+    /// After the first `INTERN_PROBE_VALUES` values, switches a column of mostly
+    /// distinct values to plain storage.
+    fn check_plain(&mut self) {
         if self.codes.len() == INTERN_PROBE_VALUES && self.distinct.len() * 4 > self.codes.len() * 3 {
             // Mostly distinct: switch to plain storage and stop hashing.
             let mut arena = String::new();
@@ -64,6 +115,7 @@ impl StrValues {
             self.ids = FxHashMap::default();
             self.distinct = Vec::new();
             self.codes = Vec::new();
+            self.by_address = FxHashMap::default();
         }
     }
 
@@ -95,9 +147,130 @@ impl ColumnBuilder {
     fn new(kind: ColumnKind, values: Values) -> Self {
         ColumnBuilder { kind, rows: Vec::new(), values }
     }
+}
 
-    fn last_row(&self) -> Option<u32> {
-        self.rows.last().copied()
+/// Assigns attribute columns to (scope, type, key) in the order first met, and tracks
+/// which columns already hold a value of the current row (a repeat is kept inline).
+///
+/// The rest blob's side and the attribute-value side of a builder each run one over
+/// the same rows in the same order, so they agree on every column number without
+/// sharing state, and `build_segment` can run them on two threads.
+#[derive(Default)]
+struct ColumnRegistry {
+    index: FxHashMap<(AttrScope, ValueType), FxHashMap<Box<str>, usize>>,
+    kinds: Vec<ColumnKind>,
+    last_row: Vec<u32>,
+    /// Column by (key address, key length, scope and type) in the batch being pushed:
+    /// a batch stores each key once, so most lookups skip hashing the key's bytes.
+    /// Cleared at the end of every batch (addresses mean something only while that
+    /// batch is borrowed).
+    by_address: FxHashMap<(usize, usize, u8), usize>,
+}
+
+impl ColumnRegistry {
+    /// The column of (scope, type, key), created when first met.
+    fn column(&mut self, scope: AttrScope, value_type: ValueType, key: &str) -> usize {
+        let by_key = self.index.entry((scope, value_type)).or_default();
+        if let Some(&column) = by_key.get(key) {
+            return column;
+        }
+        let column = self.kinds.len();
+        self.kinds.push(ColumnKind::Attr { scope, key: key.to_owned(), value_type });
+        self.last_row.push(u32::MAX);
+        by_key.insert(key.into(), column);
+        column
+    }
+
+    /// The column of a scalar attribute of row `row`, and whether it is the first value
+    /// of that column in the row. `by_address` is used only when `in_batch`.
+    fn claim(&mut self, scope: AttrScope, value_type: ValueType, key: &str, row: u32, in_batch: bool) -> (usize, bool) {
+        let address = (key.as_ptr() as usize, key.len(), ((scope as u8) << 4) | value_type as u8);
+        let cached = if in_batch { self.by_address.get(&address).copied() } else { None };
+        let column = match cached {
+            Some(column) => column,
+            None => {
+                let column = self.column(scope, value_type, key);
+                if in_batch {
+                    self.by_address.insert(address, column);
+                }
+                column
+            }
+        };
+        let first = match self.last_row.get_mut(column) {
+            Some(last) if *last != row => {
+                *last = row;
+                true
+            }
+            _ => false,
+        };
+        (column, first)
+    }
+}
+
+/// The attribute-value side of a builder: one sparse column per (scope, key, type).
+#[derive(Default)]
+struct AttrColumns {
+    registry: ColumnRegistry,
+    columns: Vec<ColumnBuilder>,
+    row_count: u32,
+}
+
+impl AttrColumns {
+    fn push_batch(&mut self, batch: &SpanBatch) {
+        for row in 0..batch.len() {
+            self.push_row(batch, row, true);
+        }
+        self.end_batch();
+    }
+
+    fn end_batch(&mut self) {
+        self.registry.by_address.clear();
+        for column in &mut self.columns {
+            if let Values::Str(values) = &mut column.values {
+                values.by_address.clear();
+            }
+        }
+    }
+
+    /// Column `index` of the registry, creating the columns up to it.
+    fn column_mut(&mut self, index: usize) -> Option<&mut ColumnBuilder> {
+        while self.columns.len() <= index {
+            let kind = self.registry.kinds.get(self.columns.len())?;
+            let values = match kind {
+                ColumnKind::Attr { value_type: ValueType::Int, .. } => Values::Int(Vec::new()),
+                ColumnKind::Attr { value_type: ValueType::Double, .. } => Values::Double(Vec::new()),
+                ColumnKind::Attr { value_type: ValueType::Bool, .. } => Values::Bool(Vec::new()),
+                _ => Values::Str(StrValues::default()),
+            };
+            self.columns.push(ColumnBuilder::new(kind.clone(), values));
+        }
+        self.columns.get_mut(index)
+    }
+
+    fn push_row(&mut self, batch: &SpanBatch, row: usize, in_batch: bool) {
+        let index = self.row_count;
+        self.row_count += 1;
+        for (scope, attrs) in
+            [(AttrScope::Span, batch.span_attributes(row)), (AttrScope::Resource, batch.resource_attributes(row))]
+        {
+            for (key, value) in attrs.iter() {
+                let Some(typed) = value.scalar() else { continue };
+                let (column_index, first) = self.registry.claim(scope, typed.value_type(), key, index, in_batch);
+                if !first {
+                    continue;
+                }
+                let Some(column) = self.column_mut(column_index) else { continue };
+                column.rows.push(index);
+                match (&mut column.values, typed) {
+                    (Values::Str(v), Scalar::Str(s)) if in_batch => v.push_batch_value(s),
+                    (Values::Str(v), Scalar::Str(s)) => v.push(s),
+                    (Values::Int(v), Scalar::Int(i)) => v.push(sortable_int(i)),
+                    (Values::Double(v), Scalar::Double(d)) => v.push(d.to_bits()),
+                    (Values::Bool(v), Scalar::Bool(b)) => v.push(b),
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
@@ -115,13 +288,14 @@ pub struct SegmentBuilder {
     status_message: ColumnBuilder,
     rest: Vec<u8>,
     rest_ends: Vec<u32>,
-    attrs: Vec<ColumnBuilder>,
-    attr_index: FxHashMap<(AttrScope, ValueType), FxHashMap<Box<str>, usize>>,
+    /// The rest blob's view of the attribute columns (numbers and repeats).
+    layout: ColumnRegistry,
+    attrs: AttrColumns,
     scopes: FxHashMap<Vec<u8>, u32>,
     scope_list: Vec<Vec<u8>>,
-    /// Segment scope index of (batch address, batch scope index), so a batch's scope is
-    /// encoded once, not once per row.
-    scope_cache: FxHashMap<(usize, usize), u32>,
+    /// Segment scope index of a batch scope index, for the batch being pushed, so a
+    /// batch's scope is encoded once, not once per row. Cleared after every batch.
+    scope_cache: FxHashMap<usize, u32>,
     rest_buffer: Writer,
     min_sequence: u64,
     max_sequence: u64,
@@ -161,8 +335,8 @@ impl SegmentBuilder {
             ),
             rest: Vec::new(),
             rest_ends: Vec::new(),
-            attrs: Vec::new(),
-            attr_index: FxHashMap::default(),
+            layout: ColumnRegistry::default(),
+            attrs: AttrColumns::default(),
             scopes: FxHashMap::default(),
             scope_list: Vec::new(),
             scope_cache: FxHashMap::default(),
@@ -183,8 +357,35 @@ impl SegmentBuilder {
         self.max_sequence = self.max_sequence.max(max);
     }
 
+    /// Adds every row of `batch` (`finish` sorts). Faster than `push` per row: keys and
+    /// repeated values are looked up by their address in the batch's arena.
+    pub fn push_batch(&mut self, batch: &SpanBatch) {
+        self.push_core_batch(batch);
+        self.attrs.push_batch(batch);
+    }
+
     /// Adds row `row` of `batch`, in any order (`finish` sorts).
     pub fn push(&mut self, batch: &SpanBatch, row: usize) {
+        self.push_core_row(batch, row, false);
+        self.scope_cache.clear();
+        self.attrs.push_row(batch, row, false);
+    }
+
+    /// The rest blob and intrinsic side of `push_batch`.
+    fn push_core_batch(&mut self, batch: &SpanBatch) {
+        for row in 0..batch.len() {
+            self.push_core_row(batch, row, true);
+        }
+        self.scope_cache.clear();
+        self.layout.by_address.clear();
+        for column in [&mut self.name, &mut self.status_message] {
+            if let Values::Str(values) = &mut column.values {
+                values.by_address.clear();
+            }
+        }
+    }
+
+    fn push_core_row(&mut self, batch: &SpanBatch, row: usize, in_batch: bool) {
         let index = self.row_count;
         self.row_count += 1;
         let trace_id = batch.trace_id(row);
@@ -192,7 +393,11 @@ impl SegmentBuilder {
         self.span_ids.push(batch.span_id(row).0);
         self.parents.push(batch.parent_span_id(row).map(|p| p.0).unwrap_or_default());
         if let Values::Str(values) = &mut self.name.values {
-            values.push(batch.name(row));
+            if in_batch {
+                values.push_batch_value(batch.name(row));
+            } else {
+                values.push(batch.name(row));
+            }
         }
         self.name.rows.push(index);
         self.kind.push(batch.kind(row) as u64);
@@ -214,8 +419,7 @@ impl SegmentBuilder {
         rest.varint(u64::from(dropped_attributes));
         rest.varint(u64::from(dropped_events));
         rest.varint(u64::from(dropped_links));
-        let cache_key = (batch as *const SpanBatch as usize, batch.scope_of(row));
-        let scope_index = match self.scope_cache.get(&cache_key) {
+        let scope_index = match self.scope_cache.get(&batch.scope_of(row)) {
             Some(&i) => i,
             None => {
                 let scope = batch.scope_encoded(row);
@@ -228,7 +432,7 @@ impl SegmentBuilder {
                         i
                     }
                 };
-                self.scope_cache.insert(cache_key, i);
+                self.scope_cache.insert(batch.scope_of(row), i);
                 i
             }
         };
@@ -236,8 +440,8 @@ impl SegmentBuilder {
         let (resource_dropped, resource_schema) = batch.resource_meta(row);
         rest.varint(u64::from(resource_dropped));
         rest.len_bytes(resource_schema.as_bytes());
-        self.push_attrs(&mut rest, AttrScope::Span, batch.span_attributes(row), index);
-        self.push_attrs(&mut rest, AttrScope::Resource, batch.resource_attributes(row), index);
+        self.push_layout(&mut rest, AttrScope::Span, batch.span_attributes(row), index, in_batch);
+        self.push_layout(&mut rest, AttrScope::Resource, batch.resource_attributes(row), index, in_batch);
         let start = batch.start_unix_nano(row);
         batch.encode_events_and_links(row, start, &mut rest);
         self.rest.extend_from_slice(&rest.buf);
@@ -245,49 +449,22 @@ impl SegmentBuilder {
         self.rest_buffer = rest;
     }
 
-    fn push_attrs(&mut self, rest: &mut Writer, scope: AttrScope, attrs: Attrs<'_>, row: u32) {
+    /// Writes an attribute list's layout into the rest blob: a column code per scalar
+    /// that has a column at this row, the whole attribute for everything else.
+    fn push_layout(&mut self, rest: &mut Writer, scope: AttrScope, attrs: Attrs<'_>, row: u32, in_batch: bool) {
         rest.varint(attrs.len() as u64);
         for (key, value) in attrs.iter() {
-            let typed = match value.scalar() {
-                Some(scalar) => scalar,
-                None => {
-                    write_inline(rest, key, &value);
-                    continue;
-                }
+            let Some(typed) = value.scalar() else {
+                write_inline(rest, key, &value);
+                continue;
             };
-            let value_type = typed.value_type();
-            let by_key = self.attr_index.entry((scope, value_type)).or_default();
-            let column_index = match by_key.get(key) {
-                Some(&i) => i,
-                None => {
-                    let i = self.attrs.len();
-                    let values = match value_type {
-                        ValueType::Str => Values::Str(StrValues::default()),
-                        ValueType::Int => Values::Int(Vec::new()),
-                        ValueType::Double => Values::Double(Vec::new()),
-                        ValueType::Bool => Values::Bool(Vec::new()),
-                    };
-                    self.attrs
-                        .push(ColumnBuilder::new(ColumnKind::Attr { scope, key: key.to_owned(), value_type }, values));
-                    by_key.insert(key.into(), i);
-                    i
-                }
-            };
-            let Some(column) = self.attrs.get_mut(column_index) else { continue };
-            if column.last_row() == Some(row) {
+            let (column_index, first) = self.layout.claim(scope, typed.value_type(), key, row, in_batch);
+            if first {
+                rest.varint((column_index as u64 + 1) << 1);
+            } else {
                 // A repeated key of the same type in one span: the column holds one
                 // value per row, so the repeat is kept inline.
                 write_inline(rest, key, &value);
-                continue;
-            }
-            rest.varint((column_index as u64 + 1) << 1);
-            column.rows.push(row);
-            match (&mut column.values, typed) {
-                (Values::Str(v), Scalar::Str(s)) => v.push(s),
-                (Values::Int(v), Scalar::Int(i)) => v.push(sortable_int(i)),
-                (Values::Double(v), Scalar::Double(d)) => v.push(d.to_bits()),
-                (Values::Bool(v), Scalar::Bool(b)) => v.push(b),
-                _ => {}
             }
         }
     }
@@ -342,13 +519,6 @@ impl SegmentBuilder {
         }
         self.rest = rest;
         self.rest_ends = rest_ends;
-        self.name.permute(&inverse);
-        self.status_message.permute(&inverse);
-        for column in &mut self.attrs {
-            column.permute(&inverse);
-        }
-        drop(order);
-        drop(inverse);
 
         let mut out = Writer::with_capacity(rows * 48 + 4096);
         out.bytes(&SEGMENT_MAGIC);
@@ -373,27 +543,32 @@ impl SegmentBuilder {
             rest,
             rest_ends,
             attrs,
+            layout,
             scope_list,
             min_sequence,
             max_sequence,
             ..
         } = self;
         let all = &all_rows;
+        // Each column job renumbers its own rows into the sorted order first.
+        let inverse = &inverse;
+        let order = &order;
         let mut jobs: Vec<Job<'_>> = vec![
             job(|w| write_fixed(w, Intrinsic::TraceId, &trace_ids, rows)),
             job(|w| write_fixed(w, Intrinsic::SpanId, &span_ids, rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::ParentCode), all, &codes, rows, false)),
             job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
-            job(move |w| write_column(w, name, rows)),
+            job(move |w| write_column(w, name.permuted(order, inverse), rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Kind), all, &kind, rows, true)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Start), all, &start, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Duration), all, &duration, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Status), all, &status, rows, true)),
-            job(move |w| write_column(w, status_message, rows)),
+            job(move |w| write_column(w, status_message.permuted(order, inverse), rows)),
             job(|w| write_blobs(w, &rest, &rest_ends, rows)),
         ];
-        for column in attrs {
-            jobs.push(job(move |w| write_column(w, column, rows)));
+        debug_assert_eq!(attrs.columns.len(), layout.kinds.len());
+        for column in attrs.columns {
+            jobs.push(job(move |w| write_column(w, column.permuted(order, inverse), rows)));
         }
         let results = run_jobs(jobs);
         let mut columns = Vec::with_capacity(results.len());
@@ -502,18 +677,48 @@ impl ColumnMeta {
 }
 
 impl ColumnBuilder {
-    /// Renumbers rows through `inverse` (old row to new row) and reorders the values
-    /// to match, so rows stay increasing.
-    fn permute(&mut self, inverse: &[u32]) {
-        let mut pairs: Vec<u64> = self
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(index, &row)| (u64::from(inverse.get(row as usize).copied().unwrap_or(0)) << 32) | index as u64)
-            .collect();
-        pairs.sort_unstable();
-        self.rows = pairs.iter().map(|p| (p >> 32) as u32).collect();
-        let order: Vec<usize> = pairs.iter().map(|p| (p & 0xffff_ffff) as usize).collect();
+    fn permuted(mut self, order: &[u32], inverse: &[u32]) -> Self {
+        self.permute(order, inverse);
+        self
+    }
+
+    /// Renumbers rows through `inverse` (old row to new row; `order` is its inverse)
+    /// and reorders the values to match, so rows stay increasing.
+    fn permute(&mut self, order: &[u32], inverse: &[u32]) {
+        let order: Vec<usize> = if self.rows.len() == inverse.len() {
+            // Every row has a value (rows are 0..n, as for resource attributes and
+            // names): value i belongs to old row i, so the new order is `order` itself.
+            order.iter().map(|&old| old as usize).collect()
+        } else if self.rows.len() * 8 >= inverse.len() {
+            // Dense: scatter each value's index to its new row, then read the rows in
+            // order (linear, no sort).
+            let mut slots = vec![u32::MAX; inverse.len()];
+            for (index, &row) in self.rows.iter().enumerate() {
+                if let Some(slot) = inverse.get(row as usize).and_then(|&new| slots.get_mut(new as usize)) {
+                    *slot = index as u32;
+                }
+            }
+            let mut rows = Vec::with_capacity(self.rows.len());
+            let mut order = Vec::with_capacity(self.rows.len());
+            for (new, &index) in slots.iter().enumerate() {
+                if index != u32::MAX {
+                    rows.push(new as u32);
+                    order.push(index as usize);
+                }
+            }
+            self.rows = rows;
+            order
+        } else {
+            let mut pairs: Vec<u64> = self
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(index, &row)| (u64::from(inverse.get(row as usize).copied().unwrap_or(0)) << 32) | index as u64)
+                .collect();
+            pairs.sort_unstable();
+            self.rows = pairs.iter().map(|p| (p >> 32) as u32).collect();
+            pairs.iter().map(|p| (p & 0xffff_ffff) as usize).collect()
+        };
         fn reorder<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
             order.iter().map(|&i| values.get(i).copied().unwrap_or_default()).collect()
         }
@@ -589,21 +794,45 @@ fn parent_codes(
     (codes, external_rows, external_ids)
 }
 
+/// zstd level of segment chunks.
+const CHUNK_ZSTD_LEVEL: i32 = 3;
+
+thread_local! {
+    /// A compression context and output buffer per encoding thread: creating a zstd
+    /// context per chunk cost more than compressing a small block.
+    static CHUNK_COMPRESSOR: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Writes `bytes` as a chunk, compressed with zstd when asked and when that saves at
 /// least an eighth.
 fn write_chunk(out: &mut Writer, bytes: &[u8], compress: bool) -> ChunkRef {
     let offset = out.buf.len() as u64;
     if compress && bytes.len() > 64 {
-        if let Ok(compressed) = zstd::bulk::compress(bytes, 3) {
-            if compressed.len() < bytes.len() - bytes.len() / 8 {
-                out.bytes(&compressed);
-                return ChunkRef {
-                    offset,
-                    len: compressed.len() as u32,
-                    raw_len: bytes.len() as u32,
-                    crc: crc32fast::hash(&compressed),
-                };
+        let stored = CHUNK_COMPRESSOR.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = zstd::bulk::Compressor::new(CHUNK_ZSTD_LEVEL).ok().map(|c| (c, Vec::new()));
             }
+            let (compressor, scratch) = cell.as_mut()?;
+            scratch.clear();
+            scratch.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+            let len = compressor.compress_to_buffer(bytes, scratch).ok()?;
+            if len < bytes.len() - bytes.len() / 8 {
+                let compressed = scratch.get(..len)?;
+                out.bytes(compressed);
+                Some(ChunkRef {
+                    offset,
+                    len: len as u32,
+                    raw_len: bytes.len() as u32,
+                    crc: crc32fast::hash(compressed),
+                })
+            } else {
+                None
+            }
+        });
+        if let Some(chunk) = stored {
+            return chunk;
         }
     }
     out.bytes(bytes);
@@ -736,7 +965,7 @@ fn write_ints(
 
 /// Distinct values, counted exactly up to the bitmap bound and estimated past it.
 fn estimate_distinct(values: &[u64]) -> u64 {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     let step = (values.len() / 65_536).max(1);
     for v in values.iter().step_by(step) {
         seen.insert(*v);
@@ -746,38 +975,64 @@ fn estimate_distinct(values: &[u64]) -> u64 {
 
 /// Bitmaps per distinct value when there are at most `BITMAP_CARDINALITY_MAX` of them.
 fn value_bitmaps(out: &mut Writer, rows: &[u32], keys: &[u64]) -> Option<(u64, ChunkRef)> {
+    // Small keys (dictionary codes, booleans, kinds, status codes) index a vector
+    // directly; others go through a hash map.
+    let mut dense: Vec<Vec<u32>> = Vec::new();
     let mut by_key: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
+    let mut distinct = 0usize;
     for (&row, &key) in rows.iter().zip(keys) {
-        match by_key.get_mut(&key) {
-            Some(list) => list.push(row),
-            None => {
-                if by_key.len() >= BITMAP_CARDINALITY_MAX {
-                    return None;
-                }
-                by_key.insert(key, vec![row]);
+        if key < BITMAP_CARDINALITY_MAX as u64 {
+            let at = key as usize;
+            if at >= dense.len() {
+                dense.resize_with(at + 1, Vec::new);
             }
+            if let Some(list) = dense.get_mut(at) {
+                if list.is_empty() {
+                    distinct += 1;
+                }
+                list.push(row);
+            }
+        } else {
+            match by_key.get_mut(&key) {
+                Some(list) => list.push(row),
+                None => {
+                    distinct += 1;
+                    by_key.insert(key, vec![row]);
+                }
+            }
+        }
+        if distinct > BITMAP_CARDINALITY_MAX {
+            return None;
         }
     }
     // Rows were pushed in increasing order, so each list is sorted.
-    let maps: std::collections::BTreeMap<u64, RoaringBitmap> = by_key
-        .into_iter()
-        .map(|(key, list)| (key, RoaringBitmap::from_sorted_iter(list).unwrap_or_default()))
-        .collect();
+    let mut maps: Vec<(u64, RoaringBitmap)> = Vec::with_capacity(distinct);
+    for (key, list) in dense.into_iter().enumerate() {
+        if !list.is_empty() {
+            maps.push((key as u64, RoaringBitmap::from_sorted_iter(list).unwrap_or_default()));
+        }
+    }
+    let mut large: Vec<(u64, Vec<u32>)> = by_key.into_iter().collect();
+    large.sort_unstable_by_key(|(key, _)| *key);
+    for (key, list) in large {
+        maps.push((key, RoaringBitmap::from_sorted_iter(list).unwrap_or_default()));
+    }
     Some((maps.len() as u64, write_bitmap_chunk(out, &maps)))
 }
 
 /// Layout: count u32, keys u64 × count, offsets u32 × (count + 1) relative to the
 /// first bitmap, then the serialized roaring bitmaps. Stored uncompressed so that one
 /// bitmap can be read without touching the others.
-fn write_bitmap_chunk(out: &mut Writer, maps: &std::collections::BTreeMap<u64, RoaringBitmap>) -> ChunkRef {
+fn write_bitmap_chunk(out: &mut Writer, maps: &[(u64, RoaringBitmap)]) -> ChunkRef {
+    debug_assert!(maps.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)));
     let mut w = Writer::default();
     w.u32(maps.len() as u32);
-    for key in maps.keys() {
+    for (key, _) in maps {
         w.u64(*key);
     }
     let mut serialized = Vec::new();
     let mut offsets = vec![0u32];
-    for map in maps.values() {
+    for (_, map) in maps {
         // Serializing into a Vec cannot fail.
         let _ = map.serialize_into(&mut serialized);
         offsets.push(serialized.len() as u32);
@@ -903,7 +1158,7 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
 
 fn estimate_distinct_strings(strings: &[&str]) -> u64 {
     let step = (strings.len() / 65_536).max(1);
-    let sample: std::collections::HashSet<&str> = strings.iter().step_by(step).copied().collect();
+    let sample: rustc_hash::FxHashSet<&str> = strings.iter().step_by(step).copied().collect();
     (sample.len() * step) as u64
 }
 
@@ -1115,10 +1370,23 @@ pub fn build_segment(batches: &[&SpanBatch], file_number: u64, sequences: Option
     if let Some((min, max)) = sequences {
         builder.note_sequences(min, max);
     }
-    for batch in batches {
-        for row in 0..batch.len() {
-            builder.push(batch, row);
+    // The attribute values go on a second thread; both sides walk the same rows in the
+    // same order, so their column numbers agree (see `ColumnRegistry`).
+    let mut attrs = std::mem::take(&mut builder.attrs);
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(move || {
+            for batch in batches {
+                attrs.push_batch(batch);
+            }
+            attrs
+        });
+        for batch in batches {
+            builder.push_core_batch(batch);
         }
-    }
+        match helper.join() {
+            Ok(attrs) => builder.attrs = attrs,
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    });
     builder.finish(file_number)
 }
