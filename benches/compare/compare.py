@@ -466,15 +466,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", default="/tmp/spanstore-compare")
     parser.add_argument("--reuse", action="store_true", help="keep the generated file and loaded data from a previous run")
-    parser.add_argument("--no-build", action="store_true", help="use target/release binaries as they are")
+    parser.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
+                        help="where spanstore and query_bench are (default target/release)")
     args = parser.parse_args()
 
     os.makedirs(args.workdir, exist_ok=True)
     if not args.no_build:
         run(["cargo", "build", "--release", "-p", "spanstore", "-p", "spanstore-benches", "--bin", "spanstore",
              "--bin", "query_bench"], cwd=ROOT)
-    args.spanstore = os.path.join(ROOT, "target", "release", "spanstore")
-    query_bench = os.path.join(ROOT, "target", "release", "query_bench")
+    args.spanstore = os.path.join(args.bin_dir, "spanstore")
+    query_bench = os.path.join(args.bin_dir, "query_bench")
 
     jsonl = os.path.join(args.workdir, f"spans-{args.spans}-{args.seed}.jsonl")
     parquet = os.path.join(args.workdir, "spans.parquet")
