@@ -1374,6 +1374,104 @@ impl SpanBatch {
     }
 }
 
+/// Zero-copy views of one span's resource, scope, events and links, for encoders that
+/// write straight from the columns instead of through [`SpanBatch::to_span`].
+impl SpanBatch {
+    /// Index of span `row`'s resource within this batch; rows of one resource share it.
+    pub fn resource_of(&self, row: usize) -> usize {
+        self.resource_index(row)
+    }
+
+    /// The instrumentation scope of span `row`.
+    pub fn scope_view(&self, row: usize) -> ScopeView<'_> {
+        let index = self.scope_index(row);
+        let scope = self.scopes.get(index).cloned().unwrap_or_default();
+        let range = range_of(|i| self.scopes.get(i).map(|r| r.attrs_end), index);
+        ScopeView {
+            name: self.str_at(scope.name),
+            version: self.str_at(scope.version),
+            schema_url: self.str_at(scope.schema_url),
+            dropped_attributes_count: scope.dropped_attributes_count,
+            attributes: self.attrs_view(&self.scope_attrs, range),
+        }
+    }
+
+    /// The events of span `row`, in order.
+    pub fn events(&self, row: usize) -> impl ExactSizeIterator<Item = EventView<'_>> + '_ {
+        range_of(|i| self.spans.events_end.get(i).copied(), row).map(move |e| {
+            let event = self.events.get(e).cloned().unwrap_or_default();
+            let range = range_of(|i| self.events.get(i).map(|r| r.attrs_end), e);
+            EventView {
+                time_unix_nano: event.time_unix_nano,
+                name: self.str_at(event.name),
+                dropped_attributes_count: event.dropped_attributes_count,
+                attributes: self.attrs_view(&self.event_attrs, range),
+            }
+        })
+    }
+
+    /// The links of span `row`, in order.
+    pub fn links(&self, row: usize) -> impl ExactSizeIterator<Item = LinkView<'_>> + '_ {
+        range_of(|i| self.spans.links_end.get(i).copied(), row).map(move |l| {
+            let link = self.links.get(l).cloned().unwrap_or_default();
+            let range = range_of(|i| self.links.get(i).map(|r| r.attrs_end), l);
+            LinkView {
+                trace_id: link.trace_id,
+                span_id: link.span_id,
+                trace_state: self.str_at(link.trace_state),
+                flags: link.flags,
+                dropped_attributes_count: link.dropped_attributes_count,
+                attributes: self.attrs_view(&self.link_attrs, range),
+            }
+        })
+    }
+}
+
+/// A borrowed instrumentation scope of a batch.
+#[derive(Clone, Copy)]
+pub struct ScopeView<'b> {
+    /// Scope name.
+    pub name: &'b str,
+    /// Scope version.
+    pub version: &'b str,
+    /// Schema url.
+    pub schema_url: &'b str,
+    /// Attributes the producer dropped.
+    pub dropped_attributes_count: u32,
+    /// Scope attributes.
+    pub attributes: Attrs<'b>,
+}
+
+/// A borrowed span event of a batch.
+#[derive(Clone, Copy)]
+pub struct EventView<'b> {
+    /// Time, ns since the epoch.
+    pub time_unix_nano: u64,
+    /// Event name.
+    pub name: &'b str,
+    /// Attributes the producer dropped.
+    pub dropped_attributes_count: u32,
+    /// Event attributes.
+    pub attributes: Attrs<'b>,
+}
+
+/// A borrowed span link of a batch.
+#[derive(Clone, Copy)]
+pub struct LinkView<'b> {
+    /// Linked trace id (stored as given, all-zero included).
+    pub trace_id: TraceId,
+    /// Linked span id.
+    pub span_id: SpanId,
+    /// Trace state.
+    pub trace_state: &'b str,
+    /// Link flags.
+    pub flags: u32,
+    /// Attributes the producer dropped.
+    pub dropped_attributes_count: u32,
+    /// Link attributes.
+    pub attributes: Attrs<'b>,
+}
+
 /// Attributes written whole (key and value) into a segment's rest blob.
 fn encode_inline_attrs(w: &mut Writer, attrs: Attrs<'_>) {
     w.varint(attrs.len() as u64);
@@ -1500,6 +1598,27 @@ impl<'b> Attrs<'b> {
     }
 }
 
+/// What a [`ValueView`] holds, borrowed from the batch.
+#[derive(Clone, Copy)]
+pub enum ValueShape<'b> {
+    /// The empty value.
+    Empty,
+    /// A string.
+    Str(&'b str),
+    /// An int64.
+    Int(i64),
+    /// A float64 (its bits as stored).
+    Double(f64),
+    /// A bool.
+    Bool(bool),
+    /// Bytes.
+    Bytes(&'b [u8]),
+    /// An array: the items are the values of these pairs (their keys are empty).
+    Array(Attrs<'b>),
+    /// A map.
+    Map(Attrs<'b>),
+}
+
 /// A borrowed attribute value inside a batch.
 #[derive(Clone, Copy)]
 pub struct ValueView<'b> {
@@ -1537,6 +1656,26 @@ impl<'b> ValueView<'b> {
         match self.value {
             Value::Bool(b) => Some(b),
             _ => None,
+        }
+    }
+
+    /// The value, borrowed: strings and bytes from the arena, arrays and maps as
+    /// [`Attrs`] over their items (array items have empty keys).
+    pub fn shape(&self) -> ValueShape<'b> {
+        let batch = self.batch;
+        let nested = |first: u32, len: u32| {
+            let first = first as usize;
+            Attrs { batch, attrs: batch.nested.get(first..first + len as usize).unwrap_or_default() }
+        };
+        match self.value {
+            Value::Empty => ValueShape::Empty,
+            Value::Str(r) => ValueShape::Str(batch.str_at(r)),
+            Value::Int(i) => ValueShape::Int(i),
+            Value::Double(bits) => ValueShape::Double(f64::from_bits(bits)),
+            Value::Bool(b) => ValueShape::Bool(b),
+            Value::Bytes(r) => ValueShape::Bytes(batch.bytes_at(r)),
+            Value::Array { first, len } => ValueShape::Array(nested(first, len)),
+            Value::Map { first, len } => ValueShape::Map(nested(first, len)),
         }
     }
 
@@ -1744,6 +1883,52 @@ pub(crate) mod tests {
         }
 
         #[test]
+        fn row_views_agree_with_owned_spans(spans in any_spans()) {
+            let batch = SpanBatch::from_spans(&spans);
+            for (row, span) in spans.iter().enumerate() {
+                let scope = batch.scope_view(row);
+                prop_assert_eq!(scope.name, span.scope.name.as_str());
+                prop_assert_eq!(scope.version, span.scope.version.as_str());
+                prop_assert_eq!(scope.schema_url, span.scope.schema_url.as_str());
+                prop_assert_eq!(scope.dropped_attributes_count, span.scope.dropped_attributes_count);
+                prop_assert_eq!(&shaped(scope.attributes), &span.scope.attributes);
+                let (dropped, schema_url) = batch.resource_meta(row);
+                let resource = Resource {
+                    attributes: shaped(batch.resource_attributes(row)),
+                    dropped_attributes_count: dropped,
+                    schema_url: schema_url.to_owned(),
+                };
+                prop_assert_eq!(&resource, &span.resource);
+                let events: Vec<Event> = batch
+                    .events(row)
+                    .map(|e| Event {
+                        time_unix_nano: e.time_unix_nano,
+                        name: e.name.to_owned(),
+                        attributes: shaped(e.attributes),
+                        dropped_attributes_count: e.dropped_attributes_count,
+                    })
+                    .collect();
+                prop_assert_eq!(&events, &span.events);
+                let links: Vec<Link> = batch
+                    .links(row)
+                    .map(|l| Link {
+                        trace_id: l.trace_id,
+                        span_id: l.span_id,
+                        trace_state: l.trace_state.to_owned(),
+                        attributes: shaped(l.attributes),
+                        dropped_attributes_count: l.dropped_attributes_count,
+                        flags: l.flags,
+                    })
+                    .collect();
+                prop_assert_eq!(&links, &span.links);
+                if row > 0 {
+                    let same = spans[row - 1].resource == span.resource;
+                    prop_assert_eq!(batch.resource_of(row - 1) == batch.resource_of(row), same);
+                }
+            }
+        }
+
+        #[test]
         fn arbitrary_bytes_decode_to_an_error_or_a_valid_batch(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             if let Ok(batch) = SpanBatch::decode(&bytes) {
                 batch.validate().unwrap();
@@ -1767,6 +1952,23 @@ pub(crate) mod tests {
                 let _ = batch.to_spans();
             }
         }
+    }
+
+    /// Owned pairs rebuilt through [`ValueView::shape`] alone (not `to_any`).
+    fn shaped(attrs: Attrs<'_>) -> Vec<KeyValue> {
+        fn value(view: ValueView<'_>) -> AnyValue {
+            match view.shape() {
+                ValueShape::Empty => AnyValue::Empty,
+                ValueShape::Str(s) => AnyValue::Str(s.to_owned()),
+                ValueShape::Int(i) => AnyValue::Int(i),
+                ValueShape::Double(d) => AnyValue::Double(d),
+                ValueShape::Bool(b) => AnyValue::Bool(b),
+                ValueShape::Bytes(b) => AnyValue::Bytes(b.to_vec()),
+                ValueShape::Array(items) => AnyValue::Array(items.iter().map(|(_, v)| value(v)).collect()),
+                ValueShape::Map(pairs) => AnyValue::Map(shaped(pairs)),
+            }
+        }
+        attrs.iter().map(|(key, v)| KeyValue { key: key.to_owned(), value: value(v) }).collect()
     }
 
     #[test]

@@ -194,6 +194,99 @@ pub(crate) fn group_spans(spans: &[Span]) -> Vec<ResourceGroup<'_>> {
     groups
 }
 
+/// The rows of one scope within a [`RowGroup`]; `rows[0]` carries the scope.
+pub(crate) struct RowScopeGroup {
+    scope: usize,
+    pub(crate) rows: Vec<usize>,
+}
+
+/// Rows of a batch that share a resource, by scope; `first_row` carries the resource.
+pub(crate) struct RowGroup {
+    resource: usize,
+    pub(crate) first_row: usize,
+    pub(crate) scopes: Vec<RowScopeGroup>,
+}
+
+/// Owned copies of a batch's resources or scopes, made only when two different
+/// indices must be compared by value.
+struct Owned<T>(Vec<Option<T>>);
+
+impl<T: PartialEq> Owned<T> {
+    fn equal(&mut self, a: (usize, usize), b: (usize, usize), make: impl Fn(usize) -> T) -> bool {
+        if a.0 == b.0 {
+            return true;
+        }
+        for (index, row) in [a, b] {
+            if self.0.len() <= index {
+                self.0.resize_with(index + 1, || None);
+            }
+            if let Some(slot @ None) = self.0.get_mut(index) {
+                *slot = Some(make(row));
+            }
+        }
+        matches!((self.0.get(a.0), self.0.get(b.0)), (Some(Some(x)), Some(Some(y))) if x == y)
+    }
+}
+
+/// Groups the rows of a batch exactly as [`group_spans`] groups its owned spans (by
+/// equal resource, then equal scope, in order of first appearance, searching the last
+/// [`GROUP_SEARCH_MAX`] groups), without building the spans: rows that share a stored
+/// resource or scope are equal without a look at their contents.
+pub(crate) fn group_rows(batch: &SpanBatch) -> Vec<RowGroup> {
+    let owned_resource = |row: usize| {
+        let (dropped_attributes_count, schema_url) = batch.resource_meta(row);
+        Resource {
+            attributes: batch.resource_attributes(row).to_owned(),
+            dropped_attributes_count,
+            schema_url: schema_url.to_owned(),
+        }
+    };
+    let owned_scope = |row: usize| {
+        let scope = batch.scope_view(row);
+        Scope {
+            name: scope.name.to_owned(),
+            version: scope.version.to_owned(),
+            attributes: scope.attributes.to_owned(),
+            dropped_attributes_count: scope.dropped_attributes_count,
+            schema_url: scope.schema_url.to_owned(),
+        }
+    };
+    let mut resources = Owned(Vec::new());
+    let mut scopes = Owned(Vec::new());
+    let mut groups: Vec<RowGroup> = Vec::new();
+    for row in 0..batch.len() {
+        let resource = (batch.resource_of(row), row);
+        let found = groups
+            .iter()
+            .rev()
+            .take(GROUP_SEARCH_MAX)
+            .position(|g| resources.equal((g.resource, g.first_row), resource, owned_resource));
+        let group_index = match found {
+            Some(from_end) => groups.len() - 1 - from_end,
+            None => {
+                groups.push(RowGroup { resource: resource.0, first_row: row, scopes: Vec::new() });
+                groups.len() - 1
+            }
+        };
+        let Some(group) = groups.get_mut(group_index) else { continue };
+        let scope = (batch.scope_of(row), row);
+        let found = group.scopes.iter().rev().take(GROUP_SEARCH_MAX).position(|s| {
+            let first = s.rows.first().copied().unwrap_or_default();
+            scopes.equal((s.scope, first), scope, owned_scope)
+        });
+        match found {
+            Some(from_end) => {
+                let index = group.scopes.len() - 1 - from_end;
+                if let Some(scope_group) = group.scopes.get_mut(index) {
+                    scope_group.rows.push(row);
+                }
+            }
+            None => group.scopes.push(RowScopeGroup { scope: scope.0, rows: vec![row] }),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

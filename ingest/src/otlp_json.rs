@@ -23,6 +23,7 @@ use std::io::Write as _;
 use base64::Engine as _;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use spanstore_engine::batch::{Attrs, ValueShape, ValueView, MAX_NESTING_DEPTH};
 use spanstore_engine::{AnyValue, KeyValue, Span, SpanBatch, SpanFields, SpanId, TraceId, ValueRef};
 
 use crate::common::{self, Rejections};
@@ -706,8 +707,223 @@ impl<'de> Deserialize<'de> for KvlistValue {
 
 /// Writes the batch as one OTLP/JSON `ExportTraceServiceRequest` object (no newline),
 /// grouped by resource and scope.
+///
+/// It writes straight from the batch's columns, byte for byte what
+/// [`encode_json_spans`] writes for [`SpanBatch::to_spans`], without building them.
 pub fn encode_json(batch: &SpanBatch, out: &mut Vec<u8>) {
-    encode_json_spans(&batch.to_spans(), out);
+    out.extend_from_slice(b"{\"resourceSpans\":[");
+    for (resource_index, group) in common::group_rows(batch).iter().enumerate() {
+        if resource_index > 0 {
+            out.push(b',');
+        }
+        let (resource_dropped, resource_schema_url) = batch.resource_meta(group.first_row);
+        out.extend_from_slice(b"{\"resource\":{\"attributes\":");
+        write_attrs_view(out, batch.resource_attributes(group.first_row), 0);
+        write_u32_field(out, "droppedAttributesCount", resource_dropped);
+        out.extend_from_slice(b"},\"scopeSpans\":[");
+        for (scope_index, scope_group) in group.scopes.iter().enumerate() {
+            if scope_index > 0 {
+                out.push(b',');
+            }
+            let scope = batch.scope_view(scope_group.rows.first().copied().unwrap_or_default());
+            out.extend_from_slice(b"{\"scope\":{\"name\":");
+            write_str(out, scope.name);
+            out.extend_from_slice(b",\"version\":");
+            write_str(out, scope.version);
+            out.extend_from_slice(b",\"attributes\":");
+            write_attrs_view(out, scope.attributes, 0);
+            write_u32_field(out, "droppedAttributesCount", scope.dropped_attributes_count);
+            out.extend_from_slice(b"},\"spans\":[");
+            for (span_index, &row) in scope_group.rows.iter().enumerate() {
+                if span_index > 0 {
+                    out.push(b',');
+                }
+                write_row(out, batch, row);
+            }
+            out.push(b']');
+            write_str_field(out, "schemaUrl", scope.schema_url);
+            out.push(b'}');
+        }
+        out.push(b']');
+        write_str_field(out, "schemaUrl", resource_schema_url);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// One span of the batch, as [`write_span`] writes its owned form.
+fn write_row(out: &mut Vec<u8>, batch: &SpanBatch, row: usize) {
+    out.extend_from_slice(b"{\"traceId\":\"");
+    write_hex(out, &batch.trace_id(row).0);
+    out.extend_from_slice(b"\",\"spanId\":\"");
+    write_hex(out, &batch.span_id(row).0);
+    out.push(b'"');
+    if let Some(parent) = batch.parent_span_id(row) {
+        out.extend_from_slice(b",\"parentSpanId\":\"");
+        write_hex(out, &parent.0);
+        out.push(b'"');
+    }
+    write_str_field(out, "traceState", batch.trace_state(row));
+    write_u32_field(out, "flags", batch.flags(row));
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, batch.name(row));
+    out.extend_from_slice(b",\"kind\":");
+    write_u64(out, u64::from(batch.kind(row) as u8));
+    let start = batch.start_unix_nano(row);
+    out.extend_from_slice(b",\"startTimeUnixNano\":\"");
+    write_u64(out, start);
+    out.extend_from_slice(b"\",\"endTimeUnixNano\":\"");
+    // As `Span::end_unix_nano`: a start near u64::MAX with a long duration saturates.
+    write_u64(out, start.saturating_add(batch.duration_ns(row)));
+    out.extend_from_slice(b"\",\"attributes\":");
+    write_attrs_view(out, batch.span_attributes(row), 0);
+    let (dropped_attributes, dropped_events, dropped_links) = batch.dropped_counts(row);
+    write_u32_field(out, "droppedAttributesCount", dropped_attributes);
+    let events = batch.events(row);
+    if events.len() > 0 {
+        out.extend_from_slice(b",\"events\":[");
+        for (index, event) in events.enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"timeUnixNano\":\"");
+            write_u64(out, event.time_unix_nano);
+            out.extend_from_slice(b"\",\"name\":");
+            write_str(out, event.name);
+            out.extend_from_slice(b",\"attributes\":");
+            write_attrs_view(out, event.attributes, 0);
+            write_u32_field(out, "droppedAttributesCount", event.dropped_attributes_count);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    write_u32_field(out, "droppedEventsCount", dropped_events);
+    let links = batch.links(row);
+    if links.len() > 0 {
+        out.extend_from_slice(b",\"links\":[");
+        for (index, link) in links.enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"traceId\":\"");
+            write_hex(out, &link.trace_id.0);
+            out.extend_from_slice(b"\",\"spanId\":\"");
+            write_hex(out, &link.span_id.0);
+            out.push(b'"');
+            write_str_field(out, "traceState", link.trace_state);
+            out.extend_from_slice(b",\"attributes\":");
+            write_attrs_view(out, link.attributes, 0);
+            write_u32_field(out, "droppedAttributesCount", link.dropped_attributes_count);
+            write_u32_field(out, "flags", link.flags);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    write_u32_field(out, "droppedLinksCount", dropped_links);
+    write_status(out, batch.status_code(row) as u8, batch.status_message(row));
+    out.push(b'}');
+}
+
+/// `,"status":{...}` unless both the code and the message are the defaults.
+fn write_status(out: &mut Vec<u8>, code: u8, message: &str) {
+    if code != 0 || !message.is_empty() {
+        out.extend_from_slice(b",\"status\":{");
+        if !message.is_empty() {
+            out.extend_from_slice(b"\"message\":");
+            write_str(out, message);
+            if code != 0 {
+                out.push(b',');
+            }
+        }
+        if code != 0 {
+            out.extend_from_slice(b"\"code\":");
+            write_u64(out, u64::from(code));
+        }
+        out.push(b'}');
+    }
+}
+
+/// Attributes borrowed from a batch, as [`write_attrs`] writes owned ones; `depth` is
+/// the nesting of the list's values.
+fn write_attrs_view(out: &mut Vec<u8>, attrs: Attrs<'_>, depth: usize) {
+    out.push(b'[');
+    for (index, (key, value)) in attrs.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"key\":");
+        write_str(out, key);
+        out.extend_from_slice(b",\"value\":");
+        write_value_view(out, value, depth);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// A value borrowed from a batch, as [`write_value`] writes its owned form (which
+/// `ValueView::to_any` cuts to empty below [`MAX_NESTING_DEPTH`] levels).
+fn write_value_view(out: &mut Vec<u8>, value: ValueView<'_>, depth: usize) {
+    if depth > MAX_NESTING_DEPTH {
+        out.extend_from_slice(b"{}");
+        return;
+    }
+    match value.shape() {
+        ValueShape::Empty => out.extend_from_slice(b"{}"),
+        ValueShape::Str(s) => {
+            out.extend_from_slice(b"{\"stringValue\":");
+            write_str(out, s);
+            out.push(b'}');
+        }
+        ValueShape::Int(i) => {
+            out.extend_from_slice(b"{\"intValue\":\"");
+            if i < 0 {
+                out.push(b'-');
+            }
+            write_u64(out, i.unsigned_abs());
+            out.extend_from_slice(b"\"}");
+        }
+        ValueShape::Double(d) => {
+            out.extend_from_slice(b"{\"doubleValue\":");
+            write_double(out, d);
+            out.push(b'}');
+        }
+        ValueShape::Bool(b) => {
+            out.extend_from_slice(if b { b"{\"boolValue\":true}" } else { b"{\"boolValue\":false}" });
+        }
+        ValueShape::Bytes(bytes) => write_bytes_value(out, bytes),
+        ValueShape::Array(items) => {
+            out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
+            for (index, (_, item)) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_value_view(out, item, depth + 1);
+            }
+            out.extend_from_slice(b"]}}");
+        }
+        ValueShape::Map(pairs) => {
+            out.extend_from_slice(b"{\"kvlistValue\":{\"values\":");
+            write_attrs_view(out, pairs, depth + 1);
+            out.extend_from_slice(b"}}");
+        }
+    }
+}
+
+/// A decimal number, without going through `fmt`.
+fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(slot) = digits.get_mut(start) {
+            *slot = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Writes owned spans as one OTLP/JSON `ExportTraceServiceRequest` object (no
@@ -816,36 +1032,26 @@ fn write_span(out: &mut Vec<u8>, span: &Span) {
         out.push(b']');
     }
     write_u32_field(out, "droppedLinksCount", span.dropped_links_count);
-    if span.status_code as u8 != 0 || !span.status_message.is_empty() {
-        out.extend_from_slice(b",\"status\":{");
-        let mut comma = false;
-        if !span.status_message.is_empty() {
-            out.extend_from_slice(b"\"message\":");
-            write_str(out, &span.status_message);
-            comma = true;
-        }
-        if span.status_code as u8 != 0 {
-            if comma {
-                out.push(b',');
-            }
-            let _ = write!(out, "\"code\":{}", span.status_code as u8);
-        }
-        out.push(b'}');
-    }
+    write_status(out, span.status_code as u8, &span.status_message);
     out.push(b'}');
 }
 
 /// `,"name":value` for a non-zero count (zero is the default and left out).
 fn write_u32_field(out: &mut Vec<u8>, name: &str, value: u32) {
     if value != 0 {
-        let _ = write!(out, ",\"{name}\":{value}");
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_u64(out, u64::from(value));
     }
 }
 
 /// `,"name":"text"` for a non-empty string (empty is the default and left out).
 fn write_str_field(out: &mut Vec<u8>, name: &str, text: &str) {
     if !text.is_empty() {
-        let _ = write!(out, ",\"{name}\":");
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
         write_str(out, text);
     }
 }
@@ -884,17 +1090,7 @@ fn write_value(out: &mut Vec<u8>, value: &AnyValue) {
         AnyValue::Bool(b) => {
             let _ = write!(out, "{{\"boolValue\":{b}}}");
         }
-        AnyValue::Bytes(bytes) => {
-            out.extend_from_slice(b"{\"bytesValue\":\"");
-            let start = out.len();
-            out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
-            let written = out
-                .get_mut(start..)
-                .map(|slot| base64::engine::general_purpose::STANDARD.encode_slice(bytes, slot).unwrap_or(0))
-                .unwrap_or(0);
-            out.truncate(start + written);
-            out.extend_from_slice(b"\"}");
-        }
+        AnyValue::Bytes(bytes) => write_bytes_value(out, bytes),
         AnyValue::Array(items) => {
             out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
             for (index, item) in items.iter().enumerate() {
@@ -911,6 +1107,19 @@ fn write_value(out: &mut Vec<u8>, value: &AnyValue) {
             out.extend_from_slice(b"}}");
         }
     }
+}
+
+/// `{"bytesValue":"base64"}`.
+fn write_bytes_value(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(b"{\"bytesValue\":\"");
+    let start = out.len();
+    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    let written = out
+        .get_mut(start..)
+        .map(|slot| base64::engine::general_purpose::STANDARD.encode_slice(bytes, slot).unwrap_or(0))
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.extend_from_slice(b"\"}");
 }
 
 /// A double in proto3 JSON: the shortest text that parses back to the same bits (Rust's
@@ -968,4 +1177,137 @@ pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use spanstore_engine::{Event, Link, Resource, Scope, SpanKind, StatusCode};
+
+    /// What `encode_json` wrote before it read the columns: through owned spans.
+    fn through_spans(batch: &SpanBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_json_spans(&batch.to_spans(), &mut out);
+        out
+    }
+
+    fn columnar(batch: &SpanBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_json(batch, &mut out);
+        out
+    }
+
+    #[test]
+    fn workload_batches_encode_as_through_owned_spans() {
+        for seed in [1, 7, 42] {
+            for batch in spanstore_workload::batches(seed, 3, 1500) {
+                let out = columnar(&batch);
+                assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(through_spans(&batch)).unwrap());
+            }
+        }
+        // The batches `spanstore gen` writes.
+        let workload = spanstore_workload::Workload::new(3, 4000, spanstore_workload::Config::default());
+        for chunk in 0..workload.chunk_count() {
+            for batch in workload.chunk(chunk) {
+                assert!(!batch.is_empty());
+                assert_eq!(columnar(&batch), through_spans(&batch));
+            }
+        }
+    }
+
+    #[test]
+    fn edge_values_encode_as_through_owned_spans() {
+        let resource = |name: &str| Resource {
+            attributes: vec![KeyValue::new("service.name", name)],
+            dropped_attributes_count: 2,
+            schema_url: "https://schema/\"r\"".into(),
+        };
+        let mut nested = AnyValue::Int(i64::MIN);
+        for depth in 0..8 {
+            nested = if depth % 2 == 0 {
+                AnyValue::Array(vec![nested, AnyValue::Double(-0.0), AnyValue::Empty])
+            } else {
+                AnyValue::Map(vec![KeyValue { key: "k\n".into(), value: nested }])
+            };
+        }
+        let attributes = vec![
+            KeyValue { key: "nested".into(), value: nested },
+            KeyValue { key: "max".into(), value: AnyValue::Int(i64::MAX) },
+            KeyValue { key: "zero".into(), value: AnyValue::Int(0) },
+            KeyValue { key: "nan".into(), value: AnyValue::Double(f64::NAN) },
+            KeyValue { key: "big".into(), value: AnyValue::Double(1e300) },
+            KeyValue { key: "yes".into(), value: AnyValue::Bool(true) },
+            KeyValue { key: "no".into(), value: AnyValue::Bool(false) },
+            KeyValue { key: "bytes".into(), value: AnyValue::Bytes(vec![0, 255, 7]) },
+            KeyValue { key: "\u{1}ctl".into(), value: AnyValue::Str("tab\there \u{7f} é".into()) },
+        ];
+        let span = |id: u8, service: &str, scope: &str| Span {
+            trace_id: TraceId([id; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: id.is_multiple_of(2).then_some(SpanId([9; 8])),
+            trace_state: if id.is_multiple_of(3) { "a=b".into() } else { String::new() },
+            name: format!("op {id}"),
+            kind: SpanKind::Server,
+            start_unix_nano: if id == 3 { u64::MAX - 1 } else { u64::from(id) * 1_000 },
+            duration_ns: 10_000,
+            status_code: if id.is_multiple_of(2) { StatusCode::Error } else { StatusCode::Unset },
+            status_message: if id.is_multiple_of(3) { "bad".into() } else { String::new() },
+            flags: u32::from(id),
+            resource: resource(service),
+            scope: Scope { name: scope.into(), version: "1.0".into(), ..Scope::default() },
+            attributes: attributes.clone(),
+            dropped_attributes_count: u32::from(id),
+            events: vec![
+                Event {
+                    time_unix_nano: 5,
+                    name: "ev".into(),
+                    attributes: attributes.clone(),
+                    dropped_attributes_count: u32::MAX,
+                };
+                usize::from(id % 3)
+            ],
+            dropped_events_count: 1,
+            links: vec![
+                Link {
+                    trace_id: TraceId([0; 16]),
+                    span_id: SpanId([1; 8]),
+                    trace_state: "x=y".into(),
+                    attributes: attributes.clone(),
+                    dropped_attributes_count: 0,
+                    flags: 3,
+                };
+                usize::from(id % 2)
+            ],
+            dropped_links_count: 0,
+        };
+        // Resources and scopes that come back after others: stored again in the
+        // batch, yet grouped with their first appearance.
+        let spans = vec![
+            span(1, "a", "s1"),
+            span(2, "b", "s1"),
+            span(3, "a", "s2"),
+            span(4, "a", "s1"),
+            span(5, "b", "s1"),
+            span(6, "c", "s1"),
+        ];
+        let batch = SpanBatch::from_spans(&spans);
+        let out = columnar(&batch);
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), String::from_utf8(through_spans(&batch)).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("\"resource\":").count(), 3, "{text}");
+        assert!(text.contains("\"intValue\":\"-9223372036854775808\""), "{text}");
+        assert!(text.contains("\"endTimeUnixNano\":\"18446744073709551615\""), "{text}");
+        let decoded = decode_json(text.as_bytes()).unwrap();
+        assert_eq!(decoded.batch.len(), spans.len());
+    }
+
+    #[test]
+    fn decimals_are_written_whole() {
+        for value in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
 }
