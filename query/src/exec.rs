@@ -622,6 +622,18 @@ impl Planner<'_, '_> {
                             })
                             .collect::<Option<Vec<_>>>()?,
                     ),
+                    // Rows are sorted by trace id and every segment has a trace bloom
+                    // filter: a trace's rows are found without a column scan.
+                    Intrinsic::TraceId => {
+                        let keys = values
+                            .iter()
+                            .map(|v| match v {
+                                Literal::TraceId(t) => Some(IndexKey::Trace(*t)),
+                                _ => None,
+                            })
+                            .collect::<Option<Vec<_>>>()?;
+                        return Some((SegIntrinsic::TraceId as usize, keys));
+                    }
                     _ => return None,
                 };
                 let meta = segment.column_meta(column).ok()?;
@@ -687,11 +699,18 @@ impl Planner<'_, '_> {
         let segment = self.segment;
         let meta = segment.column_meta(column).map_err(engine)?;
         let mut rows = RoaringBitmap::new();
-        let method = if meta.bitmaps.is_some() { "bitmap index" } else { "value index" };
+        let method = if matches!(keys.first(), Some(IndexKey::Trace(_))) {
+            "trace index"
+        } else if meta.bitmaps.is_some() {
+            "bitmap index"
+        } else {
+            "value index"
+        };
         for key in &keys {
             let found = match key {
                 IndexKey::Str(s) => segment.lookup_str(column, s).map_err(engine)?,
                 IndexKey::Raw(k) => segment.bitmap(column, *k).map_err(engine)?,
+                IndexKey::Trace(t) => Some(segment.trace_rows(t).map_err(engine)?.into_iter().collect()),
             };
             match found {
                 Some(bitmap) => rows |= bitmap,
@@ -755,6 +774,7 @@ impl Planner<'_, '_> {
 enum IndexKey {
     Str(String),
     Raw(u64),
+    Trace(TraceId),
 }
 
 fn strings(values: &[Literal]) -> Option<Vec<IndexKey>> {

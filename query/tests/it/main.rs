@@ -511,3 +511,23 @@ proptest! {
         DATA.with(|(spans, store)| assert_matches_reference_with(store, spans, &text, &options));
     }
 }
+
+#[test]
+fn trace_id_equality_uses_the_trace_index_and_matches_the_reference() {
+    let spans = spans(6, 1200);
+    let store = store(&spans);
+    let one = spans[40].trace_id;
+    let other = spans[700].trace_id;
+    for text in [
+        format!("SELECT count(*) FROM spans WHERE trace_id = '{one}'"),
+        format!("SELECT count(*), max(duration) FROM spans WHERE trace_id IN ('{one}', '{other}') FACET name"),
+        format!("SELECT count(*) FROM spans WHERE trace_id = '{one}' AND status = 'error'"),
+        format!("SELECT count(*) FROM spans WHERE NOT trace_id = '{one}' FACET service"),
+        "SELECT count(*) FROM spans WHERE trace_id = '0123456789abcdef0123456789abcdef'".to_owned(),
+    ] {
+        assert_matches_reference(&store, &spans, &text);
+    }
+    let plan =
+        explain(&store, &format!("SELECT count(*) FROM spans WHERE trace_id = '{one}'"), &ExecOptions::default());
+    assert!(plan.contains("trace index"), "{plan}");
+}
