@@ -1451,8 +1451,17 @@ impl<'a> Executor<'a> {
                 format!("{rows} rows, {pruned_blocks} blocks pruned by time, {whole} rows wholly inside the time range")
             });
         }
-        let mut candidates = inside;
-        if !straddling.is_empty() {
+        // The WHERE filter runs first, over every row the zone maps kept: its indexed
+        // leaves are cheap, while rows are in trace order so the time bounds rarely
+        // prune and would scan the start column of every straddling block. Then the
+        // bounds are checked only on the selected rows of straddling blocks.
+        let candidates = &inside | &straddling;
+        let mut selected = match &query.filter {
+            Some(filter) => planner.eval(filter, &candidates, false)?.t,
+            None => candidates,
+        };
+        let to_check = &selected & &straddling;
+        if !to_check.is_empty() {
             let mut bounds = Vec::new();
             if let Some(s) = since {
                 bounds.push(Expr::Compare {
@@ -1469,12 +1478,10 @@ impl<'a> Executor<'a> {
                 });
             }
             let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
-            candidates |= planner.eval(&bound, &straddling, false)?.t;
+            let in_range = planner.eval(&bound, &to_check, false)?.t;
+            selected -= &to_check;
+            selected |= in_range;
         }
-        let selected = match &query.filter {
-            Some(filter) => planner.eval(filter, &candidates, false)?.t,
-            None => candidates,
-        };
         // Filters of filter(...) aggregates, evaluated once per part.
         let mut filter_sets: Vec<Option<RoaringBitmap>> = Vec::with_capacity(spec.aggregates.len());
         for aggregate in spec.aggregates {
