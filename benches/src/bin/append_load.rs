@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     threads: usize,
     /// Sync policy: always, none, or interval:MS.
-    #[arg(long, default_value = "interval:10", value_parser = parse_sync)]
+    #[arg(long, default_value = "interval:10", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<SyncPolicy>()))]
     sync: SyncPolicy,
     /// Spans per appended batch.
     #[arg(long, default_value_t = 1000)]
@@ -64,20 +64,6 @@ enum Generate {
     Upfront,
     /// Each thread generates a batch right before appending it (timed).
     Inline,
-}
-
-fn parse_sync(text: &str) -> Result<SyncPolicy, String> {
-    match text {
-        "always" => Ok(SyncPolicy::Always),
-        "none" => Ok(SyncPolicy::None),
-        _ => {
-            let ms = text
-                .strip_prefix("interval:")
-                .ok_or_else(|| format!("expected always, none or interval:MS, found {text:?}"))?;
-            let ms: u64 = ms.parse().map_err(|e| format!("interval milliseconds {ms:?}: {e}"))?;
-            Ok(SyncPolicy::Interval(Duration::from_millis(ms)))
-        }
-    }
 }
 
 /// A `kB` field of /proc/self/status or /proc/meminfo, in bytes.

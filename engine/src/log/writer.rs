@@ -36,6 +36,25 @@ pub enum SyncPolicy {
     None,
 }
 
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+
+    /// `always`, `none` or `interval:MS` (the form the command-line flags take).
+    fn from_str(text: &str) -> std::result::Result<SyncPolicy, String> {
+        match text {
+            "always" => Ok(SyncPolicy::Always),
+            "none" => Ok(SyncPolicy::None),
+            _ => {
+                let ms = text
+                    .strip_prefix("interval:")
+                    .ok_or_else(|| format!("expected always, none or interval:MS, found {text:?}"))?;
+                let ms: u64 = ms.parse().map_err(|e| format!("interval milliseconds {ms:?}: {e}"))?;
+                Ok(SyncPolicy::Interval(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
 /// Where a record lies in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLocation {
@@ -335,4 +354,19 @@ fn start_file(fs: &dyn Fs, dir: &Path, number: u64) -> Result<ActiveFile> {
     file.sync().map_err(|e| EngineError::io(&path, "fsync log", e))?;
     fs.sync_dir(dir).map_err(|e| EngineError::io(dir, "fsync directory", e))?;
     Ok(ActiveFile { number, path, file, offset: LOG_HEADER_SIZE as u64, dirty: false })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_policies_parse_from_their_flag_form() {
+        assert_eq!("always".parse(), Ok(SyncPolicy::Always));
+        assert_eq!("none".parse(), Ok(SyncPolicy::None));
+        assert_eq!("interval:10".parse(), Ok(SyncPolicy::Interval(Duration::from_millis(10))));
+        assert!("interval:x".parse::<SyncPolicy>().unwrap_err().contains("interval milliseconds"));
+        assert!("sometimes".parse::<SyncPolicy>().unwrap_err().contains("expected always, none or interval:MS"));
+    }
 }

@@ -55,22 +55,8 @@ pub(crate) struct ServeArgs {
     auth_token_file: Option<PathBuf>,
     /// When appends are durable: `always` (fsync before answering, shared by
     /// concurrent requests), `interval:MS`, or `none`.
-    #[arg(long, default_value = "always", value_parser = parse_sync)]
+    #[arg(long, default_value = "always", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<SyncPolicy>()))]
     sync: SyncPolicy,
-}
-
-fn parse_sync(text: &str) -> Result<SyncPolicy, String> {
-    match text {
-        "always" => Ok(SyncPolicy::Always),
-        "none" => Ok(SyncPolicy::None),
-        _ => {
-            let ms = text
-                .strip_prefix("interval:")
-                .ok_or_else(|| format!("expected always, none or interval:MS, found {text:?}"))?;
-            let ms: u64 = ms.parse().map_err(|e| format!("interval milliseconds {ms:?}: {e}"))?;
-            Ok(SyncPolicy::Interval(Duration::from_millis(ms)))
-        }
-    }
 }
 
 /// Why `serve` could not start, or why a request was refused.
