@@ -132,7 +132,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         store.append(batch)?;
         append_time += started.elapsed();
-        if store.snapshot().span_count() >= options.seal_span_count as u64 {
+        // Seal when the memtable (not the whole store) holds a segment's worth.
+        let snapshot = store.snapshot();
+        if snapshot.span_count() - snapshot.sealed_span_count() >= options.seal_span_count as u64 {
             let started = Instant::now();
             let cpu = cpu_seconds();
             if let Some(entry) = store.seal_now()? {
