@@ -100,19 +100,20 @@ pub fn encode(out: &mut Writer, values: &[u64], is_head: &[bool]) {
 pub fn decode(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeError> {
     let base = r.u64("trace runs base")?;
     let at = r.position();
-    let heads_bits = unpack(r, count, 1)?;
-    if heads_bits.first() == Some(&0) {
+    let head_bits = r.take(count.div_ceil(8), "head bits")?;
+    let is_head = |row: usize| head_bits.get(row / 8).is_some_and(|b| b & (1 << (row % 8)) != 0);
+    if count > 0 && !is_head(0) {
         return Err(DecodeError::new(at, "a trace-runs block must start with a run"));
     }
-    let head_count = heads_bits.iter().filter(|&&b| b != 0).count();
+    let head_count = (0..count).filter(|&row| is_head(row)).count();
     let head_width = r.u8("head width")?;
     let heads = unpack(r, head_count, head_width)?;
     let offsets = varwidth::decode(r, count - head_count)?;
     let mut values = Vec::with_capacity(count);
     let (mut heads, mut offsets) = (heads.into_iter(), offsets.into_iter());
     let mut head = 0u64;
-    for bit in heads_bits {
-        if bit != 0 {
+    for row in 0..count {
+        if is_head(row) {
             head = base.wrapping_add(heads.next().unwrap_or(0));
             values.push(head);
         } else {

@@ -107,24 +107,24 @@ pub fn decode(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeError>
         total_bits += (width as usize).saturating_sub(1);
     }
     let bytes = r.take(total_bits.div_ceil(8), "exact-width values")?;
-    let mut iter = bytes.iter();
-    let mut acc: u128 = 0;
-    let mut bits: u32 = 0;
+    // Read each payload from a 16-byte little-endian window of a zero-padded copy: a
+    // payload is at most 63 bits and starts at most 7 bits into its first byte.
+    let mut padded = Vec::with_capacity(bytes.len() + 16);
+    padded.extend_from_slice(bytes);
+    padded.resize(bytes.len() + 16, 0);
+    let mut position = 0usize;
     let mut values = Vec::with_capacity(count);
     for code in codes {
         let width = u32::from(low) + code as u32;
-        if width == 0 {
-            values.push(0);
+        if width <= 1 {
+            values.push(u64::from(width));
             continue;
         }
         let payload_width = width - 1;
-        while bits < payload_width {
-            acc |= u128::from(iter.next().copied().unwrap_or(0)) << bits;
-            bits += 8;
-        }
-        let payload = if payload_width == 0 { 0 } else { (acc as u64) & (u64::MAX >> (64 - payload_width)) };
-        acc >>= payload_width;
-        bits -= payload_width;
+        let byte = position / 8;
+        let window: [u8; 16] = padded.get(byte..byte + 16).and_then(|w| w.try_into().ok()).unwrap_or([0; 16]);
+        let payload = (u128::from_le_bytes(window) >> (position % 8)) as u64 & (u64::MAX >> (64 - payload_width));
+        position += payload_width as usize;
         values.push(payload | (1u64 << payload_width));
     }
     Ok(values)
