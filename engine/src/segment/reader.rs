@@ -417,7 +417,8 @@ impl Segment {
             },
             _ => None,
         };
-        let parsed = ValueIndex::parse(index, meta.blocks.len()).map_err(|e| EngineError::from_decode(&self.path, base, e))?;
+        let parsed =
+            ValueIndex::parse(index, meta.blocks.len()).map_err(|e| EngineError::from_decode(&self.path, base, e))?;
         let blocks = parsed
             .candidate_blocks(super::writer::value_hash(value))
             .map_err(|e| EngineError::from_decode(&self.path, base, e))?;

@@ -95,7 +95,10 @@ impl<'a> ValueIndex<'a> {
         }
         let block_bits = r.u8("value index block bits")?;
         if block_bits != bit_width(block_count.saturating_sub(1) as u64) {
-            return Err(DecodeError::new(1, format!("value index block bits {block_bits} do not fit {block_count} blocks")));
+            return Err(DecodeError::new(
+                1,
+                format!("value index block bits {block_bits} do not fit {block_count} blocks"),
+            ));
         }
         let page_entries = usize::from(r.u16("value index page entries")?);
         if !(1..=PAGE_ENTRIES_MAX).contains(&page_entries) {
@@ -140,11 +143,8 @@ impl<'a> ValueIndex<'a> {
             .pages
             .get(begin..end)
             .ok_or_else(|| DecodeError::new(at, format!("value index page {page} at {begin}..{end} out of bounds")))?;
-        let count = if page + 1 == self.page_count() {
-            self.entry_count - page * self.page_entries
-        } else {
-            self.page_entries
-        };
+        let count =
+            if page + 1 == self.page_count() { self.entry_count - page * self.page_entries } else { self.page_entries };
         let mut r = Reader::new(bytes);
         let located = |e: DecodeError| DecodeError { offset: (at as u64).saturating_add(e.offset), reason: e.reason };
         let width = r.u8("value index delta width").map_err(located)?;
@@ -162,7 +162,10 @@ impl<'a> ValueIndex<'a> {
                 hash += deltas.get(i - 1).copied().unwrap_or(0);
             }
             if hash > limit {
-                return Err(DecodeError::new(at, format!("value index page {page} hash exceeds {} bits", self.hash_bits)));
+                return Err(DecodeError::new(
+                    at,
+                    format!("value index page {page} hash exceeds {} bits", self.hash_bits),
+                ));
             }
             entries.push((hash as u32, block as u32));
         }

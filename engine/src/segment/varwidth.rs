@@ -17,8 +17,8 @@ pub fn encode_best(out: &mut Writer, values: &[u64]) {
     let mut plain = Writer::with_capacity(values.len() * 8 + 16);
     encode_ints(&mut plain, values);
     let min = values.iter().copied().min().unwrap_or(0);
-    let offsets: Vec<u64> = values.iter().map(|&v| v - min).collect();
-    if 9 + encoded_bits(&offsets) / 8 < plain.buf.len() {
+    if 9 + bits_of(values.iter().map(|&v| v - min), values.len()) / 8 < plain.buf.len() {
+        let offsets: Vec<u64> = values.iter().map(|&v| v - min).collect();
         out.u8(TAG);
         out.u64(min);
         encode(out, &offsets);
@@ -46,10 +46,20 @@ fn payload_bits(value: u64) -> u32 {
 /// Bits [`encode`] writes for `values`, rounded up to whole bytes, including its two
 /// width bytes.
 pub fn encoded_bits(values: &[u64]) -> usize {
-    let (low, high) = width_range(values);
-    let code_width = usize::from(bit_width(u64::from(high - low)));
-    let payload: usize = values.iter().map(|&v| payload_bits(v) as usize).sum();
-    16 + (values.len() * code_width).div_ceil(8) * 8 + payload.div_ceil(8) * 8
+    bits_of(values.iter().copied(), values.len())
+}
+
+/// [`encoded_bits`] of `count` values, in one pass.
+fn bits_of(values: impl Iterator<Item = u64>, count: usize) -> usize {
+    let (mut low, mut high, mut payload) = (64u8, 0u8, 0usize);
+    for v in values {
+        let width = bit_width(v);
+        low = low.min(width);
+        high = high.max(width);
+        payload += usize::from(width.saturating_sub(1));
+    }
+    let code_width = usize::from(bit_width(u64::from(high.saturating_sub(low))));
+    16 + (count * code_width).div_ceil(8) * 8 + payload.div_ceil(8) * 8
 }
 
 fn width_range(values: &[u64]) -> (u8, u8) {
@@ -68,6 +78,7 @@ pub fn encode(out: &mut Writer, values: &[u64]) {
     out.u8(code_width);
     let codes: Vec<u64> = values.iter().map(|&v| u64::from(bit_width(v) - low)).collect();
     pack(out, &codes, code_width);
+    // Payloads accumulate in 128 bits and leave 8 bytes at a time.
     let mut acc: u128 = 0;
     let mut bits: u32 = 0;
     for &v in values {
@@ -78,14 +89,16 @@ pub fn encode(out: &mut Writer, values: &[u64]) {
         let payload = v & (u64::MAX >> (64 - width));
         acc |= u128::from(payload) << bits;
         bits += width;
-        while bits >= 8 {
-            out.u8(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 64 {
+            out.bytes(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
         }
     }
-    if bits > 0 {
+    while bits > 0 {
         out.u8(acc as u8);
+        acc >>= 8;
+        bits = bits.saturating_sub(8);
     }
 }
 
@@ -95,7 +108,10 @@ pub fn decode(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeError>
     let low = r.u8("low width")?;
     let code_width = r.u8("width code width")?;
     if low > 64 || code_width > 7 {
-        return Err(DecodeError::new(at, format!("exact widths: low width {low} or code width {code_width} too large")));
+        return Err(DecodeError::new(
+            at,
+            format!("exact widths: low width {low} or code width {code_width} too large"),
+        ));
     }
     let codes = unpack(r, count, code_width)?;
     let mut total_bits = 0usize;
