@@ -424,6 +424,13 @@ impl Segment {
             .map_err(|e| EngineError::from_decode(&self.path, base, e))?;
         let mut rows = RoaringBitmap::new();
         for block in blocks {
+            if block as usize >= meta.blocks.len() {
+                return Err(EngineError::corrupt(
+                    &self.path,
+                    base,
+                    format!("value index names block {block}, past the end"),
+                ));
+            }
             let decoded = self.read_block(column, block as usize)?;
             let first_row = block as usize * BLOCK_ROWS;
             for local in 0..decoded.row_count {
