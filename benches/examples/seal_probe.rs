@@ -1,5 +1,6 @@
 //! Quick probe: seal N generated spans into one segment; print build time (wall and
-//! CPU), bytes per column, and the time to compact two halves column-wise.
+//! CPU), bytes per column, and the time to compact two halves column-wise (MERGE=1), and
+//! the decoding speed of `start` and `duration` blocks (DECODE=1).
 use std::time::Instant;
 
 /// User and system CPU seconds of this process so far, all threads, from
@@ -91,9 +92,67 @@ fn main() {
     for (name, bytes) in columns.iter().take(40) {
         println!("{:>10.2} B/span  {name}", *bytes as f64 / spans as f64);
     }
+    if std::env::var("DECODE").is_ok() {
+        decode_speeds(&segment);
+    }
     let start = Instant::now();
     let id = segment.spans(&[12345]).expect("span")[0].trace_id;
     let rows = segment.trace_rows(&id).expect("trace");
     let spans = segment.spans(&rows).expect("spans");
     println!("trace lookup: {} spans in {:?}", spans.len(), start.elapsed());
+}
+
+/// Decoding speed of the `start` and `duration` blocks as stored, against the same
+/// values in the format-1 encodings (frame of reference or delta), best of 15 passes,
+/// decoding only (no zstd, no checksum).
+fn decode_speeds(segment: &Segment) {
+    use spanstore_engine::codec::{Reader, Writer};
+    use spanstore_engine::segment::encoding::{decode_ints, encode_ints};
+    use spanstore_engine::segment::reader::BlockValues;
+    use spanstore_engine::segment::{trace_runs, varwidth, Intrinsic};
+    let blocks = segment.directory().columns[Intrinsic::Start as usize].blocks.len();
+    for column in [Intrinsic::Start, Intrinsic::Duration] {
+        let (mut stored, mut old) = (Vec::new(), Vec::new());
+        let mut rows = 0usize;
+        for b in 0..blocks {
+            let BlockValues::Ints(values) = segment.read_block(column as usize, b).expect("block").values else {
+                return;
+            };
+            let BlockValues::Fixed16(ids) = segment.read_block(Intrinsic::TraceId as usize, b).expect("ids").values
+            else {
+                return;
+            };
+            let is_head: Vec<bool> = (0..ids.len()).map(|i| i == 0 || ids[i] != ids[i - 1]).collect();
+            let mut now = Writer::default();
+            match column {
+                Intrinsic::Start => trace_runs::encode_best(&mut now, &values, &is_head),
+                _ => varwidth::encode_best(&mut now, &values),
+            }
+            let mut then = Writer::default();
+            encode_ints(&mut then, &values);
+            rows += values.len();
+            stored.push((now.buf, values.len()));
+            old.push((then.buf, values.len()));
+        }
+        let time = |encoded: &[(Vec<u8>, usize)]| {
+            (0..15)
+                .map(|_| {
+                    let start = Instant::now();
+                    for (bytes, count) in encoded {
+                        std::hint::black_box(decode_ints(&mut Reader::new(bytes), *count).expect("decode"));
+                    }
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let size = |encoded: &[(Vec<u8>, usize)]| encoded.iter().map(|e| e.0.len()).sum::<usize>() as f64 / rows as f64;
+        println!(
+            "{:?} decode: {:.2} ns/row at {:.2} B/row; format-1 encoding {:.2} ns/row at {:.2} B/row (before zstd)",
+            column,
+            time(&stored) * 1e9 / rows as f64,
+            size(&stored),
+            time(&old) * 1e9 / rows as f64,
+            size(&old)
+        );
+    }
 }

@@ -129,6 +129,8 @@ pub fn decode_ints(r: &mut Reader<'_>, count: usize) -> Result<Vec<u64>, DecodeE
             }
             Ok(values)
         }
+        super::trace_runs::TAG => super::trace_runs::decode(r, count),
+        super::varwidth::TAG => super::varwidth::decode_with_reference(r, count),
         other => Err(DecodeError::new(at, format!("unknown int encoding {other}"))),
     }
 }

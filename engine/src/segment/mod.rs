@@ -12,6 +12,9 @@
 
 pub mod encoding;
 pub mod reader;
+pub mod trace_runs;
+pub mod value_index;
+pub mod varwidth;
 pub mod writer;
 
 use crate::codec::{Reader, Writer};
@@ -20,7 +23,7 @@ use crate::error::DecodeError;
 /// Magic at the start and end of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"SSEG";
 /// Newest segment format version.
-pub const SEGMENT_VERSION: u16 = 1;
+pub const SEGMENT_VERSION: u16 = 2;
 /// Bytes of the file header: magic, version, reserved, file number.
 pub const SEGMENT_HEADER_SIZE: usize = 16;
 /// Bytes of the trailer: directory offset u64, length u32, crc u32, magic.

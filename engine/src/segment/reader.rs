@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use roaring::RoaringBitmap;
 
 use super::encoding::{decode_bools, decode_ints, decode_strings, decode_strings_arena, unpack, StrArena};
+use super::value_index::ValueIndex;
 use super::writer::{decode_any, utf8};
 use super::{
     bloom_positions, unsortable_int, AttrScope, ChunkRef, ColumnKind, ColumnMeta, Directory, Intrinsic, Storage,
@@ -108,6 +109,8 @@ impl DecodedBlock {
 pub struct Segment {
     path: PathBuf,
     file_number: u64,
+    /// The format version from the header (1 or 2).
+    version: u16,
     bytes: Arc<dyn FileBytes>,
     directory: Directory,
     columns: HashMap<ColumnKind, usize>,
@@ -200,6 +203,7 @@ impl Segment {
         Ok(Segment {
             path: path.to_path_buf(),
             file_number,
+            version,
             bytes,
             directory,
             columns,
@@ -364,6 +368,9 @@ impl Segment {
         }
         let Some(chunk) = meta.value_index else { return Ok(None) };
         let index = self.chunk(chunk)?;
+        if self.version >= 2 {
+            return self.lookup_paged(column, &index, chunk.offset, value).map(Some);
+        }
         if index.len() % 8 != 0 {
             return Err(EngineError::corrupt(&self.path, chunk.offset, "value index length is not a multiple of 8"));
         }
@@ -397,6 +404,48 @@ impl Segment {
             i += 1;
         }
         Ok(Some(rows))
+    }
+
+    /// Rows of `column` holding `value`, from a format-2 paged value index: the blocks
+    /// its page names, each decoded and scanned for the value.
+    fn lookup_paged(&self, column: usize, index: &[u8], base: u64, value: &str) -> Result<RoaringBitmap> {
+        let meta = self.column_meta(column)?;
+        let code = match meta.storage {
+            Storage::Dict => match self.dictionary_code(column, value)? {
+                Some(code) => Some(code),
+                None => return Ok(RoaringBitmap::new()),
+            },
+            _ => None,
+        };
+        let parsed =
+            ValueIndex::parse(index, meta.blocks.len()).map_err(|e| EngineError::from_decode(&self.path, base, e))?;
+        let blocks = parsed
+            .candidate_blocks(super::writer::value_hash(value))
+            .map_err(|e| EngineError::from_decode(&self.path, base, e))?;
+        let mut rows = RoaringBitmap::new();
+        for block in blocks {
+            if block as usize >= meta.blocks.len() {
+                return Err(EngineError::corrupt(
+                    &self.path,
+                    base,
+                    format!("value index names block {block}, past the end"),
+                ));
+            }
+            let decoded = self.read_block(column, block as usize)?;
+            let first_row = block as usize * BLOCK_ROWS;
+            for local in 0..decoded.row_count {
+                let Some(i) = decoded.value_index(local) else { continue };
+                let matches = match (&decoded.values, code) {
+                    (BlockValues::Codes(codes), Some(code)) => codes.get(i) == Some(&code),
+                    (BlockValues::Strings(strings), None) => strings.get(i) == Some(value),
+                    _ => false,
+                };
+                if matches {
+                    rows.insert((first_row + local) as u32);
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// The string at `row` of a string column (dictionary or plain).
@@ -529,6 +578,12 @@ impl Segment {
             }
             if let Some(chunk) = meta.value_index {
                 match self.chunk(chunk) {
+                    Ok(bytes) if self.version >= 2 => {
+                        let blocks = meta.blocks.len();
+                        if let Err(e) = ValueIndex::parse(&bytes, blocks).and_then(|index| index.validate(blocks)) {
+                            problems.push(EngineError::from_decode(&self.path, chunk.offset, e));
+                        }
+                    }
                     Ok(bytes) if bytes.len() % 8 != 0 => problems.push(EngineError::corrupt(
                         &self.path,
                         chunk.offset,

@@ -309,3 +309,56 @@ fn truncated_segments_are_refused_with_the_offset() {
         assert!(err.to_string().starts_with("seg: "), "{err}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    /// Value-index lookups (a dictionary column and a plain string column, both with
+    /// repeated values spread over several blocks) against a scan of the spans.
+    #[test]
+    fn value_index_lookups_agree_with_a_scan(
+        seed in any::<u64>(),
+        pool in 4200u64..4500,
+        probes in proptest::collection::vec(0u64..12_000, 1..40),
+    ) {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut spans = workload(18_000);
+        for (i, span) in spans.iter_mut().enumerate() {
+            // ~4400 distinct values over 18,000 rows: a dictionary with a value index.
+            let shared = format!("inv-{}", next() % pool);
+            // Mostly distinct, some repeated across traces: plain strings.
+            let id = if i % 5 == 0 { format!("id-{}", next() % 50) } else { format!("id-{}", next() % 1_000_000) };
+            span.attributes = vec![KeyValue::new("shared", shared), KeyValue::new("id", id)];
+        }
+        let segment = open(build_segment(&[&SpanBatch::from_spans(&spans)], 1, None));
+        let expected = sorted(&spans);
+        for (key, storage) in [("shared", Storage::Dict), ("id", Storage::Strings)] {
+            let column = segment.attr_column(AttrScope::Span, key, ValueType::Str).unwrap();
+            let meta = segment.column_meta(column).unwrap();
+            prop_assert_eq!(meta.storage, storage);
+            prop_assert!(meta.value_index.is_some() && meta.bitmaps.is_none());
+            let field = usize::from(key == "id");
+            let values = expected
+                .iter()
+                .step_by(97)
+                .map(|s| s.attributes[field].value.clone())
+                .chain(probes.iter().map(|p| AnyValue::Str(format!("{}-{p}", if field == 0 { "inv" } else { "id" }))));
+            for value in values {
+                let AnyValue::Str(text) = &value else { unreachable!() };
+                let want: RoaringBitmap = expected
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.attributes[field].value == value)
+                    .map(|(row, _)| row as u32)
+                    .collect();
+                prop_assert_eq!(segment.lookup_str(column, text).unwrap().unwrap(), want, "{} = {}", key, text);
+            }
+        }
+    }
+}

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 
-use super::encoding::{encode_bools, encode_ints, encode_strings, pack};
+use super::encoding::{encode_bools, encode_strings, pack};
+use super::value_index::hash_bits_for;
 use super::{
     bloom_positions, sortable_double, sortable_int, stable_hash, AttrScope, BlockMeta, ChunkRef, ColumnKind,
     ColumnMeta, Directory, Intrinsic, Storage, ValueType, BITMAP_CARDINALITY_MAX, BLOCK_ROWS, BLOOM_BITS_PER_KEY,
@@ -560,7 +561,7 @@ impl SegmentBuilder {
             job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
             job(move |w| write_column(w, name.permuted(order, inverse), rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Kind), all, &kind, rows, true)),
-            job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Start), all, &start, rows, false)),
+            job(|w| write_starts(w, &start, &trace_ids, rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Duration), all, &duration, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Status), all, &status, rows, true)),
             job(move |w| write_column(w, status_message.permuted(order, inverse), rows)),
@@ -943,7 +944,7 @@ fn write_ints(
 ) -> ColumnMeta {
     let blocks = write_blocks(out, rows, row_count, |w, range| {
         let slice = values.get(range).unwrap_or_default();
-        encode_ints(w, slice);
+        super::varwidth::encode_best(w, slice);
         (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
     });
     let bitmaps = if index { value_bitmaps(out, rows, values) } else { None };
@@ -958,6 +959,32 @@ fn write_ints(
         present: rows.len() as u64,
         dictionary: None,
         bitmaps: bitmaps.map(|(_, chunk)| chunk),
+        value_index: None,
+        blocks,
+    }
+}
+
+/// The `start` column (every row present): each block in the smallest of trace runs
+/// (`trace_runs.rs`: offsets from the first start of each trace's run of rows), frame
+/// of reference or delta.
+fn write_starts(out: &mut Writer, starts: &[u64], trace_ids: &[[u8; 16]], row_count: usize) -> ColumnMeta {
+    let all: Vec<u32> = (0..row_count as u32).collect();
+    let mut is_head = Vec::with_capacity(BLOCK_ROWS);
+    let blocks = write_blocks(out, &all, row_count, |w, range| {
+        is_head.clear();
+        let first = range.start;
+        is_head.extend(range.clone().map(|i| i == first || trace_ids.get(i) != trace_ids.get(i - 1)));
+        let slice = starts.get(range).unwrap_or_default();
+        super::trace_runs::encode_best(w, slice, &is_head);
+        (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
+    });
+    ColumnMeta {
+        kind: ColumnKind::Intrinsic(Intrinsic::Start),
+        storage: Storage::Ints,
+        cardinality: estimate_distinct(starts),
+        present: row_count as u64,
+        dictionary: None,
+        bitmaps: None,
         value_index: None,
         blocks,
     }
@@ -1135,7 +1162,10 @@ fn write_strings(out: &mut Writer, kind: ColumnKind, rows: &[u32], values: StrVa
         let bitmaps =
             if distinct <= BITMAP_CARDINALITY_MAX { value_bitmaps(out, rows, &codes).map(|(_, c)| c) } else { None };
         let value_index = if bitmaps.is_none() {
-            Some(write_value_index(out, rows, codes.iter().map(|&c| sorted.get(c as usize).copied().unwrap_or(""))))
+            // Hash each distinct value once, then index its rows by code.
+            let hashes: Vec<u32> = sorted.iter().map(|v| value_hash(v)).collect();
+            let pairs = codes.iter().map(|&c| hashes.get(c as usize).copied().unwrap_or(0));
+            Some(write_value_index(out, rows, pairs, row_count, distinct as u64))
         } else {
             None
         };
@@ -1174,7 +1204,8 @@ fn write_plain_strings(
         encode_strings(w, strings.get(range).unwrap_or_default());
         (0, 0)
     });
-    let value_index = Some(write_value_index(out, rows, strings.iter().copied()));
+    let hashes = strings.iter().map(|v| value_hash(v));
+    let value_index = Some(write_value_index(out, rows, hashes, row_count, cardinality));
     ColumnMeta {
         kind,
         storage: Storage::Strings,
@@ -1187,18 +1218,20 @@ fn write_plain_strings(
     }
 }
 
-/// Sorted (32-bit hash, row u32) pairs, 8 bytes each, stored uncompressed so a lookup
-/// binary-searches the mapped bytes. Candidates are checked against the stored value,
-/// so a short hash costs only the rare extra check.
-fn write_value_index<'a>(out: &mut Writer, rows: &[u32], values: impl Iterator<Item = &'a str>) -> ChunkRef {
-    let mut entries: Vec<(u32, u32)> = values.zip(rows).map(|(v, &r)| (value_hash(v), r)).collect();
-    entries.sort_unstable();
-    let mut w = Writer::with_capacity(entries.len() * 8);
-    for (hash, row) in entries {
-        w.u32(hash);
-        w.u32(row);
-    }
-    write_chunk(out, &w.buf, false)
+/// The paged value index (`value_index.rs`) of the rows' value hashes: each distinct
+/// (hash, block) pair once, stored uncompressed so a lookup reads one page in place.
+/// Candidate blocks are checked against the stored values, so a short hash costs only
+/// the rare extra block.
+fn write_value_index(
+    out: &mut Writer,
+    rows: &[u32],
+    hashes: impl Iterator<Item = u32>,
+    row_count: usize,
+    distinct: u64,
+) -> ChunkRef {
+    let pairs = hashes.zip(rows).map(|(hash, &row)| (hash, row / BLOCK_ROWS as u32));
+    let bytes = super::value_index::encode(pairs, row_count.div_ceil(BLOCK_ROWS), hash_bits_for(distinct));
+    write_chunk(out, &bytes, false)
 }
 
 /// The value index's hash of a string: the top 32 bits of [`stable_hash`].

@@ -1,5 +1,6 @@
 //! Integration tests of the engine crate: one binary, one module per theme.
 
+mod compat;
 mod concurrency;
 mod crash;
 mod damage;
