@@ -542,9 +542,18 @@ impl Planner<'_, '_> {
                 Ok(Tri { t: tri.f, f: tri.t })
             }
             Expr::And(items) => {
-                // Indexed leaves first: they narrow the candidates the others scan.
+                // Indexed equalities first, then leaves answered from value bitmaps:
+                // they narrow the candidates the others scan.
                 let mut order: Vec<&Expr> = items.iter().collect();
-                order.sort_by_key(|e| !self.indexable(e));
+                order.sort_by_key(|e| {
+                    if self.indexable(e) {
+                        0
+                    } else if self.key_source(e).is_some() {
+                        1
+                    } else {
+                        2
+                    }
+                });
                 let mut t = candidates.clone();
                 let mut f = RoaringBitmap::new();
                 for item in order {
@@ -579,6 +588,9 @@ impl Planner<'_, '_> {
                     if let Some(t) = self.index_lookup(leaf, candidates)? {
                         return Ok(Tri { t, f: RoaringBitmap::new() });
                     }
+                }
+                if let Some(tri) = self.key_lookup(leaf, candidates, need_false)? {
+                    return Ok(tri);
                 }
                 self.scan(leaf, candidates, need_false)
             }
@@ -723,6 +735,111 @@ impl Planner<'_, '_> {
         Ok(Some(rows))
     }
 
+    /// For a leaf on a field held by exactly one column here, a column with a bitmap per
+    /// value: the column, and how a bitmap key reads as a value. Every row of the
+    /// segment is then in the bitmap of its value or in none (null).
+    fn key_source(&self, expr: &Expr) -> Option<(usize, KeyValues)> {
+        let field = match expr {
+            Expr::Compare { field, .. } | Expr::In { field, .. } | Expr::Like { field, .. } | Expr::IsNull { field, .. } => {
+                field
+            }
+            Expr::Not(_) | Expr::And(_) | Expr::Or(_) => return None,
+        };
+        let segment = self.segment;
+        let (column, values) = match resolve(segment, field) {
+            Resolved::Intrinsic(Intrinsic::Kind) => (SegIntrinsic::Kind as usize, KeyValues::Kind),
+            Resolved::Intrinsic(Intrinsic::Status) => (SegIntrinsic::Status as usize, KeyValues::Status),
+            Resolved::Intrinsic(Intrinsic::Name) => (SegIntrinsic::Name as usize, KeyValues::Dictionary),
+            Resolved::Intrinsic(Intrinsic::StatusMessage) => (SegIntrinsic::StatusMessage as usize, KeyValues::Dictionary),
+            Resolved::Intrinsic(_) => return None,
+            Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                ([(column, value_type)], []) | ([], [(column, value_type)]) => match value_type {
+                    ValueType::Str => (*column, KeyValues::Dictionary),
+                    ValueType::Int => (*column, KeyValues::Int),
+                    ValueType::Bool => (*column, KeyValues::Bool),
+                    ValueType::Double => return None,
+                },
+                _ => return None,
+            },
+        };
+        let meta = segment.column_meta(column).ok()?;
+        if meta.bitmaps.is_none() || (matches!(values, KeyValues::Dictionary) && meta.storage != Storage::Dict) {
+            return None;
+        }
+        Some((column, values))
+    }
+
+    /// A leaf (any comparison, IN, LIKE, IS NULL) on a column with value bitmaps: the
+    /// leaf is evaluated once per distinct value, and its rows are the union of the
+    /// bitmaps of the values that satisfy it (rows in no bitmap are null). Ranges
+    /// over an int attribute or a name, `!=`, `NOT IN` and LIKE become bitmap unions
+    /// instead of column scans. `None` when the field is not held that way here.
+    fn key_lookup(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Option<Tri>> {
+        let Some((column, values)) = self.key_source(expr) else { return Ok(None) };
+        let segment = self.segment;
+        let Some(bitmaps) = segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
+        let dictionary = match values {
+            KeyValues::Dictionary => Some(segment.dictionary(column).map_err(engine)?),
+            _ => None,
+        };
+        let value_of = |key: u64| -> Value {
+            match values {
+                KeyValues::Dictionary => dictionary
+                    .as_ref()
+                    .and_then(|d| d.get(usize::try_from(key).ok()?))
+                    .map(|s| Value::Str(s.clone()))
+                    .unwrap_or(Value::Null),
+                KeyValues::Int => Value::Int(unsortable_int(key)),
+                KeyValues::Bool => Value::Bool(key != 0),
+                KeyValues::Kind => u8::try_from(key)
+                    .ok()
+                    .and_then(SpanKind::from_code)
+                    .map(Value::Kind)
+                    .unwrap_or(Value::Null),
+                KeyValues::Status => u8::try_from(key)
+                    .ok()
+                    .and_then(StatusCode::from_code)
+                    .map(Value::Status)
+                    .unwrap_or(Value::Null),
+            }
+        };
+        let null_outcome = eval_expr(expr, &mut |_: &Field| Value::Null);
+        let mut t = RoaringBitmap::new();
+        let mut f = RoaringBitmap::new();
+        let null_needed = null_outcome == Some(true) || (need_false && null_outcome == Some(false));
+        let mut null_rows = if null_needed { Some(candidates.clone()) } else { None };
+        let mut satisfied = 0usize;
+        for (n, (key, bitmap)) in bitmaps.iter().enumerate() {
+            if n % 256 == 0 {
+                self.check_cancel()?;
+            }
+            let value = value_of(key);
+            let outcome = if value.is_null() { null_outcome } else { eval_expr(expr, &mut |_: &Field| value.clone()) };
+            match outcome {
+                Some(true) => {
+                    satisfied += 1;
+                    t |= bitmap;
+                }
+                Some(false) if need_false => f |= bitmap,
+                _ => {}
+            }
+            if let Some(rows) = null_rows.as_mut() {
+                *rows -= bitmap;
+            }
+        }
+        t &= candidates;
+        f &= candidates;
+        match (null_outcome, null_rows) {
+            (Some(true), Some(rows)) => t |= rows,
+            (Some(false), Some(rows)) if need_false => f |= rows,
+            _ => {}
+        }
+        let (count, keys) = (t.len(), bitmaps.len());
+        let label = column_label(&segment.column_meta(column).map_err(engine)?.kind);
+        self.note(|| format!("{expr}: bitmap index on {label}, union of the {satisfied} of {keys} values that satisfy it, {count} rows"));
+        Ok(Some(Tri { t, f }))
+    }
+
     fn scan(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Tri> {
         let fields = expr_fields(expr);
         let resolved: Vec<(Field, Resolved)> = fields
@@ -769,6 +886,21 @@ impl Planner<'_, '_> {
         self.note(|| format!("{expr}: scanned {scanned} rows, {count} match"));
         Ok(Tri { t, f })
     }
+}
+
+/// How the bitmap keys of a column read as values.
+#[derive(Clone, Copy)]
+enum KeyValues {
+    /// Dictionary codes of a string column.
+    Dictionary,
+    /// Stored ints (`sortable_int`).
+    Int,
+    /// 0 or 1.
+    Bool,
+    /// Span kind codes.
+    Kind,
+    /// Status codes.
+    Status,
 }
 
 enum IndexKey {

@@ -132,8 +132,20 @@ impl KeySource {
 
     /// The code of block-local row `local`; `None` for a string of a facet key outside
     /// `partition` (only the `Strings` source, the only facet, tests it here).
-    fn code(&mut self, block: Option<&DecodedBlock>, local: usize, partition: Partition) -> Option<u32> {
-        let Some(block) = block else { return Some(0) };
+    fn code(&mut self, cells: &Cells, local: usize, pos: usize, partition: Partition) -> Option<u32> {
+        let block = match cells {
+            Cells::Absent => return Some(0),
+            Cells::Full(block) => block,
+            Cells::Picked(values) => {
+                let Some(v) = values.get(pos).copied().flatten() else { return Some(0) };
+                return Some(match self {
+                    KeySource::Dict { .. } => u32::try_from(v).ok().and_then(|c| c.checked_add(1)).unwrap_or(0),
+                    KeySource::Kind | KeySource::Status if v < u64::from(SMALL_CODES) => v as u32 + 1,
+                    KeySource::Bool { .. } => u32::from(v != 0) + 1,
+                    _ => 0,
+                });
+            }
+        };
         let Some(index) = block.value_index(local) else { return Some(0) };
         if let (BlockValues::Strings(strings), KeySource::Strings { codes, values, .. }) = (&block.values, &mut *self) {
             let Some(s) = strings.get(index) else { return Some(0) };
@@ -223,9 +235,21 @@ impl InputSource {
         }
     }
 
-    fn value(&self, block: Option<&DecodedBlock>, local: usize) -> Value {
+    fn value(&self, cells: &Cells, local: usize, pos: usize) -> Value {
         let InputSource::Number { kind, .. } = self else { return Value::Null };
-        let Some(block) = block else { return Value::Null };
+        let block = match cells {
+            Cells::Absent => return Value::Null,
+            Cells::Full(block) => block,
+            Cells::Picked(values) => {
+                let Some(x) = values.get(pos).copied().flatten() else { return Value::Null };
+                return match kind {
+                    NumberKind::Duration => Value::Duration(x as i64),
+                    NumberKind::Timestamp => Value::Timestamp(x as i64),
+                    NumberKind::Int => Value::Int(unsortable_int(x)),
+                    NumberKind::Double => Value::Float(f64::from_bits(x)),
+                };
+            }
+        };
         let Some(index) = block.value_index(local) else { return Value::Null };
         match (&block.values, kind) {
             (BlockValues::Ints(v), NumberKind::Duration) => {
@@ -244,6 +268,30 @@ impl InputSource {
         }
     }
 }
+
+/// One block of one column, for the selected rows of the block: nothing (the column
+/// is absent), decoded whole, or only the selected rows' values in stored form (in
+/// selection order), when the block holds few selected rows.
+enum Cells {
+    Absent,
+    Full(DecodedBlock),
+    Picked(Vec<Option<u64>>),
+}
+
+impl Cells {
+    /// The stored integer at block-local row `local`, the `pos`-th selected row.
+    fn int(&self, local: usize, pos: usize) -> Option<u64> {
+        match self {
+            Cells::Absent => None,
+            Cells::Full(block) => block.int(local),
+            Cells::Picked(values) => values.get(pos).copied().flatten(),
+        }
+    }
+}
+
+/// A block whose selected rows are fewer than one in this many is read row by row
+/// ([`Segment::read_block_rows`]) rather than decoded whole.
+const PICK_RATIO: usize = 4;
 
 /// A hasher for u64 keys already spread by [`finish_hash`]-like mixing.
 #[derive(Default)]
@@ -310,11 +358,15 @@ impl PartContext<'_, '_> {
         }
     }
 
-    fn block(&self, column: Option<usize>, block: usize) -> Result<Option<DecodedBlock>> {
-        match column {
-            Some(column) => Ok(Some(self.segment.read_block(column, block).map_err(engine)?)),
-            None => Ok(None),
+    /// Block `block` of `column` for the selected rows `locals` (block-local, in
+    /// order): only those rows when they are few and `pick` allows, else the whole
+    /// block.
+    fn cells(&self, column: Option<usize>, block: usize, locals: &[u32], pick: bool) -> Result<Cells> {
+        let Some(column) = column else { return Ok(Cells::Absent) };
+        if pick && locals.len() * PICK_RATIO < BLOCK_ROWS {
+            return Ok(Cells::Picked(self.segment.read_block_rows(column, block, locals).map_err(engine)?));
         }
+        Ok(Cells::Full(self.segment.read_block(column, block).map_err(engine)?))
     }
 
     /// Groups and aggregates the selected rows into `groups`; false on overflow.
@@ -407,7 +459,7 @@ impl PartContext<'_, '_> {
             },
             Resolved::Intrinsic(_) => return Ok(None),
         };
-        let Some(bitmaps) = self.segment.bitmaps(column).map_err(engine)? else { return Ok(None) };
+        let Some(bitmaps) = self.segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
         let partition = spec.partition;
         let mut covered = vec![0u64; sets.len()];
         let mut selected_covered = 0u64;
@@ -425,7 +477,7 @@ impl PartContext<'_, '_> {
             for (c, n) in covered.iter_mut().zip(&counts) {
                 *c += n;
             }
-            let value = decode(*key);
+            let value = decode(key);
             let group_key = vec![value.group_key()];
             if !partition.admits(key_hash(&group_key)) {
                 continue;
@@ -507,9 +559,12 @@ impl PartContext<'_, '_> {
         let mut states: Vec<AggState> = Vec::new();
         let mut slot_keys: Vec<u64> = Vec::new();
         let mut current = usize::MAX;
-        let mut key_blocks: Vec<Option<DecodedBlock>> = Vec::new();
-        let mut input_blocks: Vec<Option<DecodedBlock>> = Vec::new();
-        let mut start_block: Option<DecodedBlock> = None;
+        let mut key_blocks: Vec<Cells> = Vec::new();
+        let mut input_blocks: Vec<Cells> = Vec::new();
+        let mut start_block = Cells::Absent;
+        let mut locals: Vec<u32> = Vec::new();
+        let mut pos = 0usize;
+        let (mut picked_blocks, mut whole_blocks) = (0u64, 0u64);
         let mut codes = vec![0u32; keys.len()];
         let strings_facet = matches!(keys.first(), Some(KeySource::Strings { .. }));
         let null_hash = key_hash(&[GroupKey::Null]);
@@ -523,31 +578,46 @@ impl PartContext<'_, '_> {
                 if self.overflow.load(AtomicOrdering::Relaxed) {
                     return Ok(Some(false));
                 }
+                let first = (block * BLOCK_ROWS) as u32;
+                locals.clear();
+                locals.extend(self.selected.range(first..first.saturating_add(BLOCK_ROWS as u32)).map(|r| r - first));
                 key_blocks = keys
                     .iter()
                     .zip(&precomputed)
-                    .map(|(k, p)| if p.is_some() { Ok(None) } else { self.block(k.column(), block) })
+                    .map(|(k, p)| {
+                        if p.is_some() {
+                            Ok(Cells::Absent)
+                        } else {
+                            self.cells(k.column(), block, &locals, !matches!(k, KeySource::Strings { .. }))
+                        }
+                    })
                     .collect::<Result<_>>()?;
                 input_blocks = inputs
                     .iter()
                     .map(|i| match i {
-                        InputSource::Number { column, .. } => self.block(Some(*column), block),
-                        _ => Ok(None),
+                        InputSource::Number { column, .. } => self.cells(Some(*column), block, &locals, true),
+                        _ => Ok(Cells::Absent),
                     })
                     .collect::<Result<_>>()?;
                 start_block = match spec.buckets {
-                    Some(_) => self.block(Some(SegIntrinsic::Start as usize), block)?,
-                    None => None,
+                    Some(_) => self.cells(Some(SegIntrinsic::Start as usize), block, &locals, true)?,
+                    None => Cells::Absent,
                 };
                 current = block;
+                pos = 0;
+                let all = || key_blocks.iter().chain(&input_blocks).chain(std::iter::once(&start_block));
+                picked_blocks += u64::from(all().any(|c| matches!(c, Cells::Picked(_))));
+                whole_blocks += u64::from(all().any(|c| matches!(c, Cells::Full(_))));
             }
             let local = row as usize % BLOCK_ROWS;
+            let row_pos = pos;
+            pos += 1;
             let mut key = 0u64;
             let mut admitted = true;
             for (i, k) in keys.iter_mut().enumerate() {
                 let code = match precomputed.get(i).and_then(Option::as_ref) {
                     Some(by_rank) => by_rank.get(n).copied().unwrap_or(0),
-                    None => match k.code(key_blocks.get(i).and_then(Option::as_ref), local, partition) {
+                    None => match k.code(key_blocks.get(i).unwrap_or(&Cells::Absent), local, row_pos, partition) {
                         Some(code) => code,
                         None => {
                             admitted = false;
@@ -579,7 +649,7 @@ impl PartContext<'_, '_> {
                 }
             }
             if let Some(buckets) = spec.buckets {
-                let start = start_block.as_ref().and_then(|b| b.int(local)).unwrap_or(0) as i64;
+                let start = start_block.int(local, row_pos).unwrap_or(0) as i64;
                 let Some(index) = buckets.index(start) else {
                     return Err(QueryError::Internal(format!("start {start} outside the TIMESERIES range")));
                 };
@@ -630,7 +700,7 @@ impl PartContext<'_, '_> {
                 }
                 let value = match input {
                     InputSource::Values(resolved) => self.reader.value(resolved, row)?,
-                    other => other.value(input_blocks.get(a).and_then(Option::as_ref), local),
+                    other => other.value(input_blocks.get(a).unwrap_or(&Cells::Absent), local, row_pos),
                 };
                 if let Some(state) = states.get_mut(base + a) {
                     state.add(&value);
@@ -674,7 +744,12 @@ impl PartContext<'_, '_> {
             String::new()
         };
         let what = if strings_facet { "codes of first sight of a plain string column" } else { "dictionary codes" };
-        self.note(|| format!("group-by: {what}, {group_count} groups in a {layout}{source}"));
+        let reads = if picked_blocks > 0 {
+            format!("; {picked_blocks} blocks read at the selected rows only, {whole_blocks} with columns decoded whole")
+        } else {
+            String::new()
+        };
+        self.note(|| format!("group-by: {what}, {group_count} groups in a {layout}{source}{reads}"));
         Ok(Some(groups.len() <= spec.groups_max))
     }
 
@@ -687,13 +762,13 @@ impl PartContext<'_, '_> {
             KeySource::Status => SegIntrinsic::Status as usize,
             KeySource::Null | KeySource::Strings { .. } => return Ok(None),
         };
-        let Some(bitmaps) = self.segment.bitmaps(column).map_err(engine)? else { return Ok(None) };
+        let Some(bitmaps) = self.segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
         let mut codes = vec![0u32; self.selected.len() as usize];
-        for (value, bitmap) in &bitmaps {
+        for (value, bitmap) in bitmaps.iter() {
             self.check_cancel()?;
             let code = match key {
-                KeySource::Kind | KeySource::Status if *value >= u64::from(SMALL_CODES) => continue,
-                _ => u32::try_from(*value).ok().and_then(|v| v.checked_add(1)),
+                KeySource::Kind | KeySource::Status if value >= u64::from(SMALL_CODES) => continue,
+                _ => u32::try_from(value).ok().and_then(|v| v.checked_add(1)),
             };
             let Some(code) = code else { continue };
             for row in (self.selected & bitmap).iter() {
