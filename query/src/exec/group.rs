@@ -15,7 +15,7 @@
 //! All three respect the pass's [`Partition`] (only facet keys whose hash falls in it
 //! are kept) and report overflow past the pass's group bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use super::{
     Partition, PassSpec, Reader, Resolved, KEY_HASH_SEED,
 };
 use crate::agg::AggState;
-use crate::ast::{Field, Intrinsic, OrderKey, SelectItem};
+use crate::ast::{Aggregate, Field, Intrinsic, OrderKey, SelectItem};
 use crate::error::{QueryError, Result};
 use crate::value::{GroupKey, Value};
 
@@ -201,6 +201,20 @@ enum InputSource {
     Number { column: usize, kind: NumberKind },
     /// Any other field, read value by value.
     Values(Resolved),
+    /// `uniq` of a string column. Dictionary-coded: each group keeps the set of its
+    /// rows' codes, and the sketch gets each distinct string of a group once, at the
+    /// end of the part (a sketch only sees the set of values). Plain strings: each
+    /// row's string is hashed in place, never copied.
+    Distinct { column: usize, dictionary: Option<Arc<Vec<String>>> },
+}
+
+/// True for `uniq`, alone or inside `filter`/`rate` (which feed it row values as is).
+fn is_uniq(aggregate: &Aggregate) -> bool {
+    match aggregate {
+        Aggregate::Uniq(_) => true,
+        Aggregate::Filter { aggregate, .. } | Aggregate::Rate { aggregate, .. } => is_uniq(aggregate),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -212,6 +226,33 @@ enum NumberKind {
 }
 
 impl InputSource {
+    /// The input of `aggregate` here.
+    fn for_aggregate(segment: &Segment, aggregate: &Aggregate) -> Result<InputSource> {
+        let field = agg_field(aggregate);
+        if let (true, Some(field)) = (is_uniq(aggregate), field) {
+            let column = match resolve(segment, field) {
+                Resolved::Intrinsic(Intrinsic::Name) => Some(SegIntrinsic::Name as usize),
+                Resolved::Intrinsic(Intrinsic::StatusMessage) => Some(SegIntrinsic::StatusMessage as usize),
+                Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                    ([(column, ValueType::Str)], []) | ([], [(column, ValueType::Str)]) => Some(*column),
+                    _ => None,
+                },
+                Resolved::Intrinsic(_) => None,
+            };
+            if let Some(column) = column {
+                match segment.column_meta(column).map_err(engine)?.storage {
+                    Storage::Dict => {
+                        let dictionary = Some(segment.dictionary(column).map_err(engine)?);
+                        return Ok(InputSource::Distinct { column, dictionary });
+                    }
+                    Storage::Strings => return Ok(InputSource::Distinct { column, dictionary: None }),
+                    _ => {}
+                }
+            }
+        }
+        Ok(InputSource::of(segment, field))
+    }
+
     fn of(segment: &Segment, field: Option<&Field>) -> InputSource {
         let Some(field) = field else { return InputSource::Null };
         match resolve(segment, field) {
@@ -279,11 +320,15 @@ enum Cells {
 }
 
 impl Cells {
-    /// The stored integer at block-local row `local`, the `pos`-th selected row.
+    /// The stored integer (or dictionary code) at block-local row `local`, the
+    /// `pos`-th selected row.
     fn int(&self, local: usize, pos: usize) -> Option<u64> {
         match self {
             Cells::Absent => None,
-            Cells::Full(block) => block.int(local),
+            Cells::Full(block) => match &block.values {
+                BlockValues::Codes(codes) => codes.get(block.value_index(local)?).map(|&c| u64::from(c)),
+                _ => block.int(local),
+            },
             Cells::Picked(values) => values.get(pos).copied().flatten(),
         }
     }
@@ -310,6 +355,10 @@ impl Hasher for MixHasher {
 
     fn write_u64(&mut self, v: u64) {
         self.0 = finish_hash(v);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 = finish_hash(u64::from(v));
     }
 }
 
@@ -553,7 +602,10 @@ impl PartContext<'_, '_> {
         }
         let from_bitmaps = precomputed.iter().filter(|p| p.is_some()).count();
         let inputs: Vec<InputSource> =
-            spec.aggregates.iter().map(|a| InputSource::of(self.segment, agg_field(a))).collect();
+            spec.aggregates.iter().map(|a| InputSource::for_aggregate(self.segment, a)).collect::<Result<_>>()?;
+        // Per state (slot × aggregate) of a `Distinct` input: the codes it saw.
+        let mut distinct: Vec<HashSet<u32, BuildHasherDefault<MixHasher>>> = Vec::new();
+        let any_distinct = inputs.iter().any(|i| matches!(i, InputSource::Distinct { .. }));
         let template: Vec<AggState> = spec.aggregates.iter().map(|a| AggState::new(a)).collect();
         let aggregate_count = template.len();
         let mut states: Vec<AggState> = Vec::new();
@@ -596,6 +648,9 @@ impl PartContext<'_, '_> {
                     .iter()
                     .map(|i| match i {
                         InputSource::Number { column, .. } => self.cells(Some(*column), block, &locals, true),
+                        InputSource::Distinct { column, dictionary } => {
+                            self.cells(Some(*column), block, &locals, dictionary.is_some())
+                        }
                         _ => Ok(Cells::Absent),
                     })
                     .collect::<Result<_>>()?;
@@ -672,6 +727,9 @@ impl PartContext<'_, '_> {
                         row_counts.resize(row_counts.len() + aggregate_count, 0);
                     } else {
                         states.extend(template.iter().cloned());
+                        if any_distinct {
+                            distinct.resize_with(states.len(), HashSet::default);
+                        }
                     }
                 }
                 last = (key, slot);
@@ -699,11 +757,44 @@ impl PartContext<'_, '_> {
                     }
                 }
                 let value = match input {
+                    InputSource::Distinct { dictionary, .. } => {
+                        let cells = input_blocks.get(a).unwrap_or(&Cells::Absent);
+                        if dictionary.is_some() {
+                            let code = cells.int(local, row_pos).and_then(|c| u32::try_from(c).ok());
+                            if let (Some(code), Some(set)) = (code, distinct.get_mut(base + a)) {
+                                set.insert(code);
+                            }
+                        } else if let Cells::Full(block) = cells {
+                            if let (BlockValues::Strings(strings), Some(index)) = (&block.values, block.value_index(local))
+                            {
+                                if let (Some(text), Some(state)) = (strings.get(index), states.get_mut(base + a)) {
+                                    state.add_str(text);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     InputSource::Values(resolved) => self.reader.value(resolved, row)?,
                     other => other.value(input_blocks.get(a).unwrap_or(&Cells::Absent), local, row_pos),
                 };
                 if let Some(state) = states.get_mut(base + a) {
                     state.add(&value);
+                }
+            }
+        }
+        // Distinct codes to strings, once per group.
+        for (index, codes) in distinct.iter().enumerate() {
+            let Some(InputSource::Distinct { dictionary: Some(dictionary), .. }) =
+                inputs.get(index % aggregate_count.max(1))
+            else {
+                continue;
+            };
+            let Some(state) = states.get_mut(index) else { continue };
+            let mut codes: Vec<u32> = codes.iter().copied().collect();
+            codes.sort_unstable();
+            for code in codes {
+                if let Some(text) = dictionary.get(code as usize) {
+                    state.add_str(text);
                 }
             }
         }
