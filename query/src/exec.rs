@@ -1594,23 +1594,14 @@ impl<'a> Executor<'a> {
         };
         let to_check = &selected & &straddling;
         if !to_check.is_empty() {
-            let mut bounds = Vec::new();
-            if let Some(s) = since {
-                bounds.push(Expr::Compare {
-                    field: Field::Intrinsic(Intrinsic::Start),
-                    op: CompareOp::Ge,
-                    value: Literal::Timestamp(s),
-                });
-            }
-            if let Some(u) = until {
-                bounds.push(Expr::Compare {
-                    field: Field::Intrinsic(Intrinsic::Start),
-                    op: CompareOp::Lt,
-                    value: Literal::Timestamp(u),
-                });
-            }
-            let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
-            let in_range = planner.eval(&bound, &to_check, false)?.t;
+            planner.check_cancel()?;
+            let (in_range, picked_blocks) = start_in_range(segment, &to_check, since, until)?;
+            let (checked, kept) = (to_check.len(), in_range.len());
+            planner.note(|| {
+                format!(
+                    "time bounds checked on the {checked} selected rows of straddling blocks ({picked_blocks} blocks read at those rows only), {kept} in range"
+                )
+            });
             selected -= &to_check;
             selected |= in_range;
         }
@@ -1702,6 +1693,45 @@ impl<'a> Executor<'a> {
             ..Default::default()
         })
     }
+}
+
+/// The rows of `rows` whose start lies in `[since, until)`, reading `start` block by
+/// block, only at those rows where a block holds few of them; with the number of
+/// blocks read that way.
+fn start_in_range(
+    segment: &Segment,
+    rows: &RoaringBitmap,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<(RoaringBitmap, u64)> {
+    let column = SegIntrinsic::Start as usize;
+    let mut kept = RoaringBitmap::new();
+    let mut picked = 0u64;
+    let mut locals: Vec<u32> = Vec::new();
+    let blocks = segment.row_count().div_ceil(BLOCK_ROWS);
+    for block in 0..blocks {
+        let first = (block * BLOCK_ROWS) as u32;
+        locals.clear();
+        locals.extend(rows.range(first..first.saturating_add(BLOCK_ROWS as u32)).map(|r| r - first));
+        if locals.is_empty() {
+            continue;
+        }
+        let starts: Vec<Option<u64>> = if locals.len() * group::PICK_RATIO < BLOCK_ROWS {
+            picked += 1;
+            segment.read_block_rows(column, block, &locals).map_err(engine)?
+        } else {
+            let decoded = segment.read_block(column, block).map_err(engine)?;
+            locals.iter().map(|&local| decoded.int(local as usize)).collect()
+        };
+        for (&local, start) in locals.iter().zip(starts) {
+            let Some(start) = start else { continue };
+            let start = start as i64;
+            if since.is_none_or(|s| start >= s) && until.is_none_or(|u| start < u) {
+                kept.insert(first + local);
+            }
+        }
+    }
+    Ok((kept, picked))
 }
 
 fn too_many_buckets() -> QueryError {

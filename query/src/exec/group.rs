@@ -336,7 +336,7 @@ impl Cells {
 
 /// A block whose selected rows are fewer than one in this many is read row by row
 /// ([`Segment::read_block_rows`]) rather than decoded whole.
-const PICK_RATIO: usize = 4;
+pub(super) const PICK_RATIO: usize = 4;
 
 /// A hasher for u64 keys already spread by [`finish_hash`]-like mixing.
 #[derive(Default)]
