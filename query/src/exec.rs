@@ -740,9 +740,10 @@ impl Planner<'_, '_> {
     /// segment is then in the bitmap of its value or in none (null).
     fn key_source(&self, expr: &Expr) -> Option<(usize, KeyValues)> {
         let field = match expr {
-            Expr::Compare { field, .. } | Expr::In { field, .. } | Expr::Like { field, .. } | Expr::IsNull { field, .. } => {
-                field
-            }
+            Expr::Compare { field, .. }
+            | Expr::In { field, .. }
+            | Expr::Like { field, .. }
+            | Expr::IsNull { field, .. } => field,
             Expr::Not(_) | Expr::And(_) | Expr::Or(_) => return None,
         };
         let segment = self.segment;
@@ -750,7 +751,9 @@ impl Planner<'_, '_> {
             Resolved::Intrinsic(Intrinsic::Kind) => (SegIntrinsic::Kind as usize, KeyValues::Kind),
             Resolved::Intrinsic(Intrinsic::Status) => (SegIntrinsic::Status as usize, KeyValues::Status),
             Resolved::Intrinsic(Intrinsic::Name) => (SegIntrinsic::Name as usize, KeyValues::Dictionary),
-            Resolved::Intrinsic(Intrinsic::StatusMessage) => (SegIntrinsic::StatusMessage as usize, KeyValues::Dictionary),
+            Resolved::Intrinsic(Intrinsic::StatusMessage) => {
+                (SegIntrinsic::StatusMessage as usize, KeyValues::Dictionary)
+            }
             Resolved::Intrinsic(_) => return None,
             Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
                 ([(column, value_type)], []) | ([], [(column, value_type)]) => match value_type {
@@ -791,16 +794,12 @@ impl Planner<'_, '_> {
                     .unwrap_or(Value::Null),
                 KeyValues::Int => Value::Int(unsortable_int(key)),
                 KeyValues::Bool => Value::Bool(key != 0),
-                KeyValues::Kind => u8::try_from(key)
-                    .ok()
-                    .and_then(SpanKind::from_code)
-                    .map(Value::Kind)
-                    .unwrap_or(Value::Null),
-                KeyValues::Status => u8::try_from(key)
-                    .ok()
-                    .and_then(StatusCode::from_code)
-                    .map(Value::Status)
-                    .unwrap_or(Value::Null),
+                KeyValues::Kind => {
+                    u8::try_from(key).ok().and_then(SpanKind::from_code).map(Value::Kind).unwrap_or(Value::Null)
+                }
+                KeyValues::Status => {
+                    u8::try_from(key).ok().and_then(StatusCode::from_code).map(Value::Status).unwrap_or(Value::Null)
+                }
             }
         };
         let null_outcome = eval_expr(expr, &mut |_: &Field| Value::Null);

@@ -765,7 +765,8 @@ impl PartContext<'_, '_> {
                                 set.insert(code);
                             }
                         } else if let Cells::Full(block) = cells {
-                            if let (BlockValues::Strings(strings), Some(index)) = (&block.values, block.value_index(local))
+                            if let (BlockValues::Strings(strings), Some(index)) =
+                                (&block.values, block.value_index(local))
                             {
                                 if let (Some(text), Some(state)) = (strings.get(index), states.get_mut(base + a)) {
                                     state.add_str(text);
@@ -836,7 +837,9 @@ impl PartContext<'_, '_> {
         };
         let what = if strings_facet { "codes of first sight of a plain string column" } else { "dictionary codes" };
         let reads = if picked_blocks > 0 {
-            format!("; {picked_blocks} blocks read at the selected rows only, {whole_blocks} with columns decoded whole")
+            format!(
+                "; {picked_blocks} blocks read at the selected rows only, {whole_blocks} with columns decoded whole"
+            )
         } else {
             String::new()
         };
