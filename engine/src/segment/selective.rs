@@ -21,7 +21,10 @@ enum RowMap<'a> {
     All,
     None,
     /// Presence bits and the count of present rows before each byte.
-    Bits { bits: &'a [u8], before: Vec<u32> },
+    Bits {
+        bits: &'a [u8],
+        before: Vec<u32>,
+    },
 }
 
 impl RowMap<'_> {
