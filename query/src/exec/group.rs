@@ -37,9 +37,11 @@ use crate::value::{GroupKey, Value};
 /// Most slots of a dense code-to-group table; larger code spaces use a hash table.
 const DENSE_SLOTS_MAX: u64 = 1 << 18;
 
-/// A selection is sparse when it holds fewer than one row in this many: then facet
-/// codes come from value bitmaps rather than from decoding the facet's column.
-const SPARSE_RATIO: u64 = 16;
+/// Facet codes come from value bitmaps (each value's bitmap ANDed with the selection)
+/// only when values × selected rows × this is below the segment's rows: otherwise
+/// reading the facet's column at the selected rows is cheaper (measured about twice as
+/// cheap at 50 values × 0.6% of the rows).
+const BITMAP_CODES_RATIO: u64 = 64;
 
 /// Everything one part's grouping needs.
 pub(super) struct PartContext<'s, 'q> {
@@ -593,12 +595,11 @@ impl PartContext<'_, '_> {
                 .map(|k| (0..k.cardinality() as u32).map(|c| value_hash(&k.value(c).group_key())).collect())
                 .collect()
         };
-        // A sparse selection takes its codes from the value bitmaps, so the facet columns'
-        // blocks are not decoded at all.
+        // A very sparse selection takes its codes from the value bitmaps, so the facet
+        // columns' blocks are not decoded at all.
         let mut precomputed: Vec<Option<Vec<u32>>> = Vec::with_capacity(keys.len());
-        let sparse = self.selected.len().saturating_mul(SPARSE_RATIO) < self.segment.row_count() as u64;
         for k in &keys {
-            precomputed.push(if sparse { self.codes_from_bitmaps(k)? } else { None });
+            precomputed.push(self.codes_from_bitmaps(k)?);
         }
         let from_bitmaps = precomputed.iter().filter(|p| p.is_some()).count();
         let inputs: Vec<InputSource> =
@@ -847,8 +848,9 @@ impl PartContext<'_, '_> {
         Ok(Some(groups.len() <= spec.groups_max))
     }
 
-    /// For a facet column with value bitmaps: the code of every selected row, in
-    /// selection order (0 for rows in no bitmap); `None` without bitmaps.
+    /// For a facet column with value bitmaps and a selection sparse enough (see
+    /// [`BITMAP_CODES_RATIO`]): the code of every selected row, in selection order (0
+    /// for rows in no bitmap); `None` otherwise.
     fn codes_from_bitmaps(&self, key: &KeySource) -> Result<Option<Vec<u32>>> {
         let column = match key {
             KeySource::Dict { column, .. } | KeySource::Bool { column } => *column,
@@ -857,6 +859,10 @@ impl PartContext<'_, '_> {
             KeySource::Null | KeySource::Strings { .. } => return Ok(None),
         };
         let Some(bitmaps) = self.segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
+        let work = (bitmaps.len() as u64).saturating_mul(self.selected.len()).saturating_mul(BITMAP_CODES_RATIO);
+        if work >= self.segment.row_count() as u64 {
+            return Ok(None);
+        }
         let mut codes = vec![0u32; self.selected.len() as usize];
         for (value, bitmap) in bitmaps.iter() {
             self.check_cancel()?;
