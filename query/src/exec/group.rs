@@ -611,7 +611,6 @@ impl PartContext<'_, '_> {
         let aggregate_count = template.len();
         let mut states: Vec<AggState> = Vec::new();
         let mut slot_keys: Vec<u64> = Vec::new();
-        let mut current = usize::MAX;
         let mut key_blocks: Vec<Cells> = Vec::new();
         let mut input_blocks: Vec<Cells> = Vec::new();
         let mut start_block = Cells::Absent;
@@ -624,16 +623,26 @@ impl PartContext<'_, '_> {
         let count_only = spec.aggregates.iter().all(|a| AggState::counts_rows(a));
         let mut row_counts: Vec<u64> = Vec::new();
         let mut last = (u64::MAX, 0u32);
-        for (n, row) in self.selected.iter().enumerate() {
-            let block = row as usize / BLOCK_ROWS;
-            if block != current {
+        // The selection block by block: each block's selected rows are gathered first
+        // (so a block can be read at those rows only), then grouped one by one.
+        let mut source = self.selected.iter().peekable();
+        let mut block_first = 0u32;
+        let mut rank = 0usize;
+        loop {
+            if pos == locals.len() {
+                let Some(&next) = source.peek() else { break };
+                let block = next as usize / BLOCK_ROWS;
                 self.check_cancel()?;
                 if self.overflow.load(AtomicOrdering::Relaxed) {
                     return Ok(Some(false));
                 }
                 let first = (block * BLOCK_ROWS) as u32;
+                let end = first.saturating_add(BLOCK_ROWS as u32);
                 locals.clear();
-                locals.extend(self.selected.range(first..first.saturating_add(BLOCK_ROWS as u32)).map(|r| r - first));
+                while let Some(row) = source.next_if(|&row| row < end) {
+                    locals.push(row - first);
+                }
+                block_first = first;
                 key_blocks = keys
                     .iter()
                     .zip(&precomputed)
@@ -659,15 +668,17 @@ impl PartContext<'_, '_> {
                     Some(_) => self.cells(Some(SegIntrinsic::Start as usize), block, &locals, true)?,
                     None => Cells::Absent,
                 };
-                current = block;
                 pos = 0;
                 let all = || key_blocks.iter().chain(&input_blocks).chain(std::iter::once(&start_block));
                 picked_blocks += u64::from(all().any(|c| matches!(c, Cells::Picked(_))));
                 whole_blocks += u64::from(all().any(|c| matches!(c, Cells::Full(_))));
             }
-            let local = row as usize % BLOCK_ROWS;
             let row_pos = pos;
+            let local = locals.get(pos).copied().unwrap_or(0) as usize;
+            let row = block_first + local as u32;
             pos += 1;
+            let n = rank;
+            rank += 1;
             let mut key = 0u64;
             let mut admitted = true;
             for (i, k) in keys.iter_mut().enumerate() {
