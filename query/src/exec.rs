@@ -803,6 +803,63 @@ impl Planner<'_, '_> {
             }
         };
         let null_outcome = eval_expr(expr, &mut |_: &Field| Value::Null);
+        // Each value's outcome, once.
+        let mut outcomes: HashMap<u64, Option<bool>> = HashMap::with_capacity(bitmaps.len());
+        let mut touched = 0u64;
+        for (key, bitmap) in bitmaps.iter() {
+            let value = value_of(key);
+            let outcome = if value.is_null() { null_outcome } else { eval_expr(expr, &mut |_: &Field| value.clone()) };
+            if outcome == Some(true) || (need_false && outcome == Some(false)) {
+                touched += bitmap.len();
+            }
+            outcomes.insert(key, outcome);
+        }
+        // Few candidates against large bitmaps: read the column at the candidates
+        // instead of combining the bitmaps.
+        if candidates.len().saturating_mul(ROWS_OVER_BITMAPS) < touched {
+            let mut t = RoaringBitmap::new();
+            let mut f = RoaringBitmap::new();
+            let mut source = candidates.iter().peekable();
+            let mut locals: Vec<u32> = Vec::new();
+            while let Some(&next) = source.peek() {
+                self.check_cancel()?;
+                let block = next as usize / BLOCK_ROWS;
+                let first = (block * BLOCK_ROWS) as u32;
+                let end = first.saturating_add(BLOCK_ROWS as u32);
+                locals.clear();
+                while let Some(row) = source.next_if(|&row| row < end) {
+                    locals.push(row - first);
+                }
+                let stored = segment.read_block_rows(column, block, &locals).map_err(engine)?;
+                for (&local, value) in locals.iter().zip(stored) {
+                    let outcome = match value {
+                        None => null_outcome,
+                        Some(key) => match outcomes.get(&key) {
+                            Some(outcome) => *outcome,
+                            None => {
+                                let value = value_of(key);
+                                eval_expr(expr, &mut |_: &Field| value.clone())
+                            }
+                        },
+                    };
+                    match outcome {
+                        Some(true) => {
+                            t.insert(first + local);
+                        }
+                        Some(false) if need_false => {
+                            f.insert(first + local);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let (count, checked) = (t.len(), candidates.len());
+            let label = column_label(&segment.column_meta(column).map_err(engine)?.kind);
+            self.note(|| {
+                format!("{expr}: values of {label} read at the {checked} candidate rows and looked up, {count} rows")
+            });
+            return Ok(Some(Tri { t, f }));
+        }
         let mut t = RoaringBitmap::new();
         let mut f = RoaringBitmap::new();
         let null_needed = null_outcome == Some(true) || (need_false && null_outcome == Some(false));
@@ -812,9 +869,7 @@ impl Planner<'_, '_> {
             if n % 256 == 0 {
                 self.check_cancel()?;
             }
-            let value = value_of(key);
-            let outcome = if value.is_null() { null_outcome } else { eval_expr(expr, &mut |_: &Field| value.clone()) };
-            match outcome {
+            match outcomes.get(&key).copied().flatten() {
                 Some(true) => {
                     satisfied += 1;
                     t |= bitmap;
@@ -901,6 +956,10 @@ enum KeyValues {
     /// Status codes.
     Status,
 }
+
+/// A leaf on a column with value bitmaps reads the column at the candidate rows when
+/// the bitmaps it would combine hold more than this many times as many rows.
+const ROWS_OVER_BITMAPS: u64 = 8;
 
 enum IndexKey {
     Str(String),

@@ -43,6 +43,13 @@ const DENSE_SLOTS_MAX: u64 = 1 << 18;
 /// cheap at 50 values × 0.6% of the rows).
 const BITMAP_CODES_RATIO: u64 = 64;
 
+/// Bitmap counts (path 1) need no rows' codes, so they are kept up to this many times
+/// the work of [`BITMAP_CODES_RATIO`].
+const BITMAP_COUNTS_FACTOR: u64 = 8;
+
+/// A selection of fewer than one row in this many is sparse (array containers).
+const SPARSE_SELECTION: u64 = 16;
+
 /// Everything one part's grouping needs.
 pub(super) struct PartContext<'s, 'q> {
     pub segment: &'s Segment,
@@ -511,6 +518,16 @@ impl PartContext<'_, '_> {
             Resolved::Intrinsic(_) => return Ok(None),
         };
         let Some(bitmaps) = self.segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
+        // Many values against a sparse selection (arrays of scattered rows, whose ANDs
+        // cost their lengths): reading the facet's column at the selected rows (path 2)
+        // is cheaper than an AND per value.
+        let rows = self.segment.row_count() as u64;
+        let work = (bitmaps.len() as u64).saturating_mul(self.selected.len()).saturating_mul(BITMAP_CODES_RATIO);
+        if self.selected.len().saturating_mul(SPARSE_SELECTION) < rows
+            && work >= rows.saturating_mul(BITMAP_COUNTS_FACTOR)
+        {
+            return Ok(None);
+        }
         let partition = spec.partition;
         let mut covered = vec![0u64; sets.len()];
         let mut selected_covered = 0u64;

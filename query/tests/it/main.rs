@@ -653,3 +653,24 @@ fn sparse_selections_read_blocks_at_their_rows_only() {
     );
     assert!(plan.contains("time bounds checked on the"), "{plan}");
 }
+
+#[test]
+fn leaves_on_bitmap_columns_read_the_column_at_few_candidates() {
+    // After a selective filter, a leaf whose satisfying bitmaps are large reads the
+    // column at the candidate rows instead (and under NOT, finds the false rows too).
+    let spans = spans(16, 1500);
+    let store = store(&spans);
+    let options = ExecOptions { now_unix_nano: NOW, ..Default::default() };
+    for leaf in [
+        "http.response.status_code != 999",
+        "http.response.status_code IS NOT NULL",
+        "NOT (http.response.status_code >= 500)",
+        "cloud.region LIKE '%-1'",
+        "NOT (kind != 'server')",
+    ] {
+        let text = format!("SELECT count(*), sum(duration) FROM spans WHERE status = 'error' AND name = 'GET' AND {leaf} FACET service LIMIT MAX");
+        assert_matches_reference_with(&store, &spans, &text, &options);
+        let plan = explain(&store, &text, &options);
+        assert!(plan.contains("read at the"), "{leaf}\n{plan}");
+    }
+}
