@@ -288,9 +288,9 @@ mod tests {
         let rows: Vec<Row> = (0..2 * BLOCK_ROWS + 100)
             .map(|i| {
                 let i = i as u64;
-                let int = (i % 3 != 0).then_some((i * 7919 % 1000) as i64 - 500);
-                let flag = (i % 5 != 0).then_some(i % 2 == 0);
-                let ratio = (i % 4 == 0).then_some(i as f64 / 3.0);
+                let int = (!i.is_multiple_of(3)).then_some((i * 7919 % 1000) as i64 - 500);
+                let flag = (!i.is_multiple_of(5)).then_some(i.is_multiple_of(2));
+                let ratio = i.is_multiple_of(4).then_some(i as f64 / 3.0);
                 (int, flag, ratio, (i % 11) as u8, i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 4, i * 31 % 100_000)
             })
             .collect();
