@@ -202,6 +202,9 @@ class Query:
     # percentile under some usual rank convention (floor(q(n-1)) to ceil(qn)).
     band_sql: str | None = None
     percentiles: list[float] = field(default_factory=list)
+    # Absolute tolerance per value column, where a value is rounded (an avg of
+    # durations is whole nanoseconds in SpanQL: off by up to 0.5).
+    abs_tolerance: list[float] = field(default_factory=list)
 
 
 def build_queries(duck) -> list[Query]:
@@ -316,6 +319,7 @@ def build_queries(duck) -> list[Query]:
             1,
             # avg of a duration is whole nanoseconds in SpanQL
             [1e-8, 0],
+            abs_tolerance=[0.5, 0],
         ),
         Query(
             "spans with one aws.request_id",
@@ -432,7 +436,8 @@ def agree(query: Query, ours: list[list], theirs: list[list]) -> str | None:
                 if a != b:
                     return f"{key} column {i}: {a} vs {b}"
                 continue
-            if not math.isclose(a, b, rel_tol=tol, abs_tol=1e-9 if tol else 0):
+            abs_tol = query.abs_tolerance[i] if i < len(query.abs_tolerance) else (1e-9 if tol else 0)
+            if not math.isclose(a, b, rel_tol=tol, abs_tol=abs_tol):
                 return f"{key} column {i}: {a} vs {b} (tolerance {tol})"
     return None
 

@@ -23,6 +23,20 @@ pub const UNIQ_PRECISION: u8 = 16;
 
 type Hll = HyperLogLogPlus<GroupKey, BuildHasherDefault<DefaultHasher>>;
 
+/// A borrowed [`GroupKey`]: the same variants in the same order, so the derived `Hash`
+/// writes the same bytes (a test checks it) and a string can go into a sketch without
+/// being copied.
+#[derive(Hash)]
+#[allow(dead_code)]
+enum KeyRef<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+}
+
 /// What kind of numbers an aggregate saw, so results keep their type (a sum of
 /// durations is a duration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +111,12 @@ impl AggState {
     /// Feeds one row's value (`Null` for count(*) and missing fields).
     pub fn add(&mut self, value: &Value) {
         self.0.add(value)
+    }
+
+    /// Feeds one row's string value without building a [`Value`]: the same as
+    /// `add(&Value::Str(text.to_owned()))`.
+    pub fn add_str(&mut self, text: &str) {
+        self.0.add_str(text)
     }
 
     /// Adds another part's state for the same aggregate.
@@ -218,6 +238,15 @@ impl State {
                 }
             }
             State::Rate { inner, .. } => inner.add(value),
+        }
+    }
+
+    fn add_str(&mut self, text: &str) {
+        match self {
+            // Hashes exactly as the `GroupKey::Str` that `add` would build.
+            State::Uniq(Some(hll)) => hll.insert_any(&KeyRef::Str(text)),
+            State::Rate { inner, .. } => inner.add_str(text),
+            other => other.add(&Value::Str(text.to_owned())),
         }
     }
 
@@ -369,6 +398,39 @@ mod tests {
             let error = (got as f64 - n as f64).abs() / n as f64;
             assert!(error < 0.02, "{n}: {got}");
         }
+    }
+
+    #[test]
+    fn borrowed_keys_hash_as_owned_keys() {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let build = BuildHasherDefault::<DefaultHasher>::default();
+        let hash = |v: &dyn Fn(&mut DefaultHasher)| {
+            let mut h = build.build_hasher();
+            v(&mut h);
+            h.finish()
+        };
+        for text in ["", "a", "user-12345", "ünïcode", "f3b2a1c4-5d6e-4f70-8192-a3b4c5d6e7f8"] {
+            let owned = hash(&|h| GroupKey::Str(text.to_owned()).hash(h));
+            let borrowed = hash(&|h| KeyRef::Str(text).hash(h));
+            assert_eq!(owned, borrowed, "{text}");
+            assert_ne!(owned, hash(&|h| GroupKey::Bytes(text.as_bytes().to_vec()).hash(h)));
+            assert_eq!(
+                hash(&|h| GroupKey::Bytes(text.as_bytes().to_vec()).hash(h)),
+                hash(&|h| KeyRef::Bytes(text.as_bytes()).hash(h))
+            );
+        }
+        assert_eq!(hash(&|h| GroupKey::Int(-7).hash(h)), hash(&|h| KeyRef::Int(-7).hash(h)));
+        assert_eq!(hash(&|h| GroupKey::Null.hash(h)), hash(&|h| KeyRef::Null.hash(h)));
+        // And a sketch fed strings either way counts the same.
+        let uniq = Aggregate::Uniq(Field::attribute("x"));
+        let (mut a, mut b) = (AggState::new(&uniq), AggState::new(&uniq));
+        for i in 0..50_000 {
+            let text = format!("user-{}", i % 30_000);
+            a.add(&Value::Str(text.clone()));
+            b.add_str(&text);
+        }
+        let (AggOutput::One(x), AggOutput::One(y)) = (a.output(1), b.output(1)) else { unreachable!("one value") };
+        assert_eq!(x.to_text(false), y.to_text(false));
     }
 
     #[test]

@@ -542,9 +542,18 @@ impl Planner<'_, '_> {
                 Ok(Tri { t: tri.f, f: tri.t })
             }
             Expr::And(items) => {
-                // Indexed leaves first: they narrow the candidates the others scan.
+                // Indexed equalities first, then leaves answered from value bitmaps:
+                // they narrow the candidates the others scan.
                 let mut order: Vec<&Expr> = items.iter().collect();
-                order.sort_by_key(|e| !self.indexable(e));
+                order.sort_by_key(|e| {
+                    if self.indexable(e) {
+                        0
+                    } else if self.key_source(e).is_some() {
+                        1
+                    } else {
+                        2
+                    }
+                });
                 let mut t = candidates.clone();
                 let mut f = RoaringBitmap::new();
                 for item in order {
@@ -579,6 +588,9 @@ impl Planner<'_, '_> {
                     if let Some(t) = self.index_lookup(leaf, candidates)? {
                         return Ok(Tri { t, f: RoaringBitmap::new() });
                     }
+                }
+                if let Some(tri) = self.key_lookup(leaf, candidates, need_false)? {
+                    return Ok(tri);
                 }
                 self.scan(leaf, candidates, need_false)
             }
@@ -723,6 +735,165 @@ impl Planner<'_, '_> {
         Ok(Some(rows))
     }
 
+    /// For a leaf on a field held by exactly one column here, a column with a bitmap per
+    /// value: the column, and how a bitmap key reads as a value. Every row of the
+    /// segment is then in the bitmap of its value or in none (null).
+    fn key_source(&self, expr: &Expr) -> Option<(usize, KeyValues)> {
+        let field = match expr {
+            Expr::Compare { field, .. }
+            | Expr::In { field, .. }
+            | Expr::Like { field, .. }
+            | Expr::IsNull { field, .. } => field,
+            Expr::Not(_) | Expr::And(_) | Expr::Or(_) => return None,
+        };
+        let segment = self.segment;
+        let (column, values) = match resolve(segment, field) {
+            Resolved::Intrinsic(Intrinsic::Kind) => (SegIntrinsic::Kind as usize, KeyValues::Kind),
+            Resolved::Intrinsic(Intrinsic::Status) => (SegIntrinsic::Status as usize, KeyValues::Status),
+            Resolved::Intrinsic(Intrinsic::Name) => (SegIntrinsic::Name as usize, KeyValues::Dictionary),
+            Resolved::Intrinsic(Intrinsic::StatusMessage) => {
+                (SegIntrinsic::StatusMessage as usize, KeyValues::Dictionary)
+            }
+            Resolved::Intrinsic(_) => return None,
+            Resolved::Attr { span, resource } => match (span.as_slice(), resource.as_slice()) {
+                ([(column, value_type)], []) | ([], [(column, value_type)]) => match value_type {
+                    ValueType::Str => (*column, KeyValues::Dictionary),
+                    ValueType::Int => (*column, KeyValues::Int),
+                    ValueType::Bool => (*column, KeyValues::Bool),
+                    ValueType::Double => return None,
+                },
+                _ => return None,
+            },
+        };
+        let meta = segment.column_meta(column).ok()?;
+        if meta.bitmaps.is_none() || (matches!(values, KeyValues::Dictionary) && meta.storage != Storage::Dict) {
+            return None;
+        }
+        Some((column, values))
+    }
+
+    /// A leaf (any comparison, IN, LIKE, IS NULL) on a column with value bitmaps: the
+    /// leaf is evaluated once per distinct value, and its rows are the union of the
+    /// bitmaps of the values that satisfy it (rows in no bitmap are null). Ranges
+    /// over an int attribute or a name, `!=`, `NOT IN` and LIKE become bitmap unions
+    /// instead of column scans. `None` when the field is not held that way here.
+    fn key_lookup(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Option<Tri>> {
+        let Some((column, values)) = self.key_source(expr) else { return Ok(None) };
+        let segment = self.segment;
+        let Some(bitmaps) = segment.bitmap_set(column).map_err(engine)? else { return Ok(None) };
+        let dictionary = match values {
+            KeyValues::Dictionary => Some(segment.dictionary(column).map_err(engine)?),
+            _ => None,
+        };
+        let value_of = |key: u64| -> Value {
+            match values {
+                KeyValues::Dictionary => dictionary
+                    .as_ref()
+                    .and_then(|d| d.get(usize::try_from(key).ok()?))
+                    .map(|s| Value::Str(s.clone()))
+                    .unwrap_or(Value::Null),
+                KeyValues::Int => Value::Int(unsortable_int(key)),
+                KeyValues::Bool => Value::Bool(key != 0),
+                KeyValues::Kind => {
+                    u8::try_from(key).ok().and_then(SpanKind::from_code).map(Value::Kind).unwrap_or(Value::Null)
+                }
+                KeyValues::Status => {
+                    u8::try_from(key).ok().and_then(StatusCode::from_code).map(Value::Status).unwrap_or(Value::Null)
+                }
+            }
+        };
+        let null_outcome = eval_expr(expr, &mut |_: &Field| Value::Null);
+        // Each value's outcome, once.
+        let mut outcomes: HashMap<u64, Option<bool>> = HashMap::with_capacity(bitmaps.len());
+        let mut touched = 0u64;
+        for (key, bitmap) in bitmaps.iter() {
+            let value = value_of(key);
+            let outcome = if value.is_null() { null_outcome } else { eval_expr(expr, &mut |_: &Field| value.clone()) };
+            if outcome == Some(true) || (need_false && outcome == Some(false)) {
+                touched += bitmap.len();
+            }
+            outcomes.insert(key, outcome);
+        }
+        // Few candidates against large bitmaps: read the column at the candidates
+        // instead of combining the bitmaps.
+        if candidates.len().saturating_mul(ROWS_OVER_BITMAPS) < touched {
+            let mut t = RoaringBitmap::new();
+            let mut f = RoaringBitmap::new();
+            let mut source = candidates.iter().peekable();
+            let mut locals: Vec<u32> = Vec::new();
+            while let Some(&next) = source.peek() {
+                self.check_cancel()?;
+                let block = next as usize / BLOCK_ROWS;
+                let first = (block * BLOCK_ROWS) as u32;
+                let end = first.saturating_add(BLOCK_ROWS as u32);
+                locals.clear();
+                while let Some(row) = source.next_if(|&row| row < end) {
+                    locals.push(row - first);
+                }
+                let stored = segment.read_block_rows(column, block, &locals).map_err(engine)?;
+                for (&local, value) in locals.iter().zip(stored) {
+                    let outcome = match value {
+                        None => null_outcome,
+                        Some(key) => match outcomes.get(&key) {
+                            Some(outcome) => *outcome,
+                            None => {
+                                let value = value_of(key);
+                                eval_expr(expr, &mut |_: &Field| value.clone())
+                            }
+                        },
+                    };
+                    match outcome {
+                        Some(true) => {
+                            t.insert(first + local);
+                        }
+                        Some(false) if need_false => {
+                            f.insert(first + local);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let (count, checked) = (t.len(), candidates.len());
+            let label = column_label(&segment.column_meta(column).map_err(engine)?.kind);
+            self.note(|| {
+                format!("{expr}: values of {label} read at the {checked} candidate rows and looked up, {count} rows")
+            });
+            return Ok(Some(Tri { t, f }));
+        }
+        let mut t = RoaringBitmap::new();
+        let mut f = RoaringBitmap::new();
+        let null_needed = null_outcome == Some(true) || (need_false && null_outcome == Some(false));
+        let mut null_rows = if null_needed { Some(candidates.clone()) } else { None };
+        let mut satisfied = 0usize;
+        for (n, (key, bitmap)) in bitmaps.iter().enumerate() {
+            if n % 256 == 0 {
+                self.check_cancel()?;
+            }
+            match outcomes.get(&key).copied().flatten() {
+                Some(true) => {
+                    satisfied += 1;
+                    t |= bitmap;
+                }
+                Some(false) if need_false => f |= bitmap,
+                _ => {}
+            }
+            if let Some(rows) = null_rows.as_mut() {
+                *rows -= bitmap;
+            }
+        }
+        t &= candidates;
+        f &= candidates;
+        match (null_outcome, null_rows) {
+            (Some(true), Some(rows)) => t |= rows,
+            (Some(false), Some(rows)) if need_false => f |= rows,
+            _ => {}
+        }
+        let (count, keys) = (t.len(), bitmaps.len());
+        let label = column_label(&segment.column_meta(column).map_err(engine)?.kind);
+        self.note(|| format!("{expr}: bitmap index on {label}, union of the {satisfied} of {keys} values that satisfy it, {count} rows"));
+        Ok(Some(Tri { t, f }))
+    }
+
     fn scan(&mut self, expr: &Expr, candidates: &RoaringBitmap, need_false: bool) -> Result<Tri> {
         let fields = expr_fields(expr);
         let resolved: Vec<(Field, Resolved)> = fields
@@ -770,6 +941,25 @@ impl Planner<'_, '_> {
         Ok(Tri { t, f })
     }
 }
+
+/// How the bitmap keys of a column read as values.
+#[derive(Clone, Copy)]
+enum KeyValues {
+    /// Dictionary codes of a string column.
+    Dictionary,
+    /// Stored ints (`sortable_int`).
+    Int,
+    /// 0 or 1.
+    Bool,
+    /// Span kind codes.
+    Kind,
+    /// Status codes.
+    Status,
+}
+
+/// A leaf on a column with value bitmaps reads the column at the candidate rows when
+/// the bitmaps it would combine hold more than this many times as many rows.
+const ROWS_OVER_BITMAPS: u64 = 8;
 
 enum IndexKey {
     Str(String),
@@ -1462,23 +1652,14 @@ impl<'a> Executor<'a> {
         };
         let to_check = &selected & &straddling;
         if !to_check.is_empty() {
-            let mut bounds = Vec::new();
-            if let Some(s) = since {
-                bounds.push(Expr::Compare {
-                    field: Field::Intrinsic(Intrinsic::Start),
-                    op: CompareOp::Ge,
-                    value: Literal::Timestamp(s),
-                });
-            }
-            if let Some(u) = until {
-                bounds.push(Expr::Compare {
-                    field: Field::Intrinsic(Intrinsic::Start),
-                    op: CompareOp::Lt,
-                    value: Literal::Timestamp(u),
-                });
-            }
-            let bound = if bounds.len() == 1 { bounds.remove(0) } else { Expr::And(bounds) };
-            let in_range = planner.eval(&bound, &to_check, false)?.t;
+            planner.check_cancel()?;
+            let (in_range, picked_blocks) = start_in_range(segment, &to_check, since, until)?;
+            let (checked, kept) = (to_check.len(), in_range.len());
+            planner.note(|| {
+                format!(
+                    "time bounds checked on the {checked} selected rows of straddling blocks ({picked_blocks} blocks read at those rows only), {kept} in range"
+                )
+            });
             selected -= &to_check;
             selected |= in_range;
         }
@@ -1570,6 +1751,45 @@ impl<'a> Executor<'a> {
             ..Default::default()
         })
     }
+}
+
+/// The rows of `rows` whose start lies in `[since, until)`, reading `start` block by
+/// block, only at those rows where a block holds few of them; with the number of
+/// blocks read that way.
+fn start_in_range(
+    segment: &Segment,
+    rows: &RoaringBitmap,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<(RoaringBitmap, u64)> {
+    let column = SegIntrinsic::Start as usize;
+    let mut kept = RoaringBitmap::new();
+    let mut picked = 0u64;
+    let mut locals: Vec<u32> = Vec::new();
+    let blocks = segment.row_count().div_ceil(BLOCK_ROWS);
+    for block in 0..blocks {
+        let first = (block * BLOCK_ROWS) as u32;
+        locals.clear();
+        locals.extend(rows.range(first..first.saturating_add(BLOCK_ROWS as u32)).map(|r| r - first));
+        if locals.is_empty() {
+            continue;
+        }
+        let starts: Vec<Option<u64>> = if locals.len() * group::PICK_RATIO < BLOCK_ROWS {
+            picked += 1;
+            segment.read_block_rows(column, block, &locals).map_err(engine)?
+        } else {
+            let decoded = segment.read_block(column, block).map_err(engine)?;
+            locals.iter().map(|&local| decoded.int(local as usize)).collect()
+        };
+        for (&local, start) in locals.iter().zip(starts) {
+            let Some(start) = start else { continue };
+            let start = start as i64;
+            if since.is_none_or(|s| start >= s) && until.is_none_or(|u| start < u) {
+                kept.insert(first + local);
+            }
+        }
+    }
+    Ok((kept, picked))
 }
 
 fn too_many_buckets() -> QueryError {

@@ -10,8 +10,10 @@
 //! renamed into place before the manifest names it, and never opened for writing again.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+pub mod cache;
 pub mod encoding;
 pub mod reader;
+pub mod selective;
 pub mod trace_runs;
 pub mod value_index;
 pub mod varwidth;

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use roaring::RoaringBitmap;
 
+use super::cache::{BitmapCache, ColumnBitmaps};
 use super::encoding::{decode_bools, decode_ints, decode_strings, decode_strings_arena, unpack, StrArena};
 use super::value_index::ValueIndex;
 use super::writer::{decode_any, utf8};
@@ -119,6 +120,8 @@ pub struct Segment {
     /// The trace bloom filter's bit count once its chunk passed its checksum (checked
     /// on first use, then read in place), or why it did not.
     bloom: OnceLock<std::result::Result<u64, String>>,
+    /// Parsed bitmap tables, per column.
+    bitmap_cache: BitmapCache,
 }
 
 impl std::fmt::Debug for Segment {
@@ -200,6 +203,7 @@ impl Segment {
             }
         }
         let dictionaries = (0..directory.columns.len()).map(|_| OnceLock::new()).collect();
+        let bitmap_cache = BitmapCache::new(directory.columns.len());
         Ok(Segment {
             path: path.to_path_buf(),
             file_number,
@@ -210,6 +214,7 @@ impl Segment {
             dictionaries,
             scopes: OnceLock::new(),
             bloom: OnceLock::new(),
+            bitmap_cache,
         })
     }
 
@@ -270,7 +275,7 @@ impl Segment {
         if declared != Some(u64::from(chunk.raw_len)) {
             return Err(EngineError::corrupt(&self.path, chunk.offset, "zstd frame size does not match the directory"));
         }
-        let raw = zstd::bulk::decompress(stored, chunk.raw_len as usize)
+        let raw = super::cache::decompress(stored, chunk.raw_len as usize)
             .map_err(|e| EngineError::corrupt(&self.path, chunk.offset, format!("zstd: {e}")))?;
         if raw.len() != chunk.raw_len as usize {
             return Err(EngineError::corrupt(&self.path, chunk.offset, "chunk inflates to the wrong length"));
@@ -347,12 +352,64 @@ impl Segment {
     /// The bitmap of rows where a column with bitmaps holds `key`; `None` when the
     /// column has no bitmaps, an empty bitmap when no row holds it.
     pub fn bitmap(&self, column: usize, key: u64) -> Result<Option<RoaringBitmap>> {
-        let Some((table, base)) = self.bitmap_table(column)? else { return Ok(None) };
-        let parsed = parse_bitmap_table(&table).map_err(|e| EngineError::from_decode(&self.path, base, e))?;
-        match parsed.keys.binary_search(&key) {
-            Ok(i) => Ok(Some(parsed.bitmap(i).map_err(|e| EngineError::from_decode(&self.path, base, e))?)),
-            Err(_) => Ok(Some(RoaringBitmap::new())),
+        Ok(self.bitmap_set(column)?.map(|set| set.get(key).cloned().unwrap_or_default()))
+    }
+
+    /// Every value bitmap of a column that has them, parsed once per open segment and
+    /// shared (see [`super::cache`]); `None` when the column has none.
+    pub fn bitmap_set(&self, column: usize) -> Result<Option<Arc<ColumnBitmaps>>> {
+        let meta = self.column_meta(column)?;
+        let Some(chunk) = meta.bitmaps else { return Ok(None) };
+        let stored = (chunk.raw_len.max(chunk.len)) as usize;
+        self.bitmap_cache
+            .get_or_load(column, stored, || Ok(ColumnBitmaps::new(self.bitmaps(column)?.unwrap_or_default())))
+            .map(Some)
+    }
+
+    /// Columns whose parsed bitmaps this segment holds (for tests).
+    #[cfg(test)]
+    pub(crate) fn bitmap_cache_columns(&self) -> usize {
+        self.bitmap_cache.cached_columns()
+    }
+
+    /// The values of block-local rows `rows` of block `block` of an integer, dictionary,
+    /// boolean or double column, in stored form (dictionary codes, booleans as 0 or 1,
+    /// doubles as bits), `None` where a row has no value. Only those rows' bits are
+    /// unpacked (see [`super::selective`]).
+    pub fn read_block_rows(&self, column: usize, block: usize, rows: &[u32]) -> Result<Vec<Option<u64>>> {
+        let meta = self.column_meta(column)?;
+        let block_meta =
+            meta.blocks.get(block).ok_or_else(|| EngineError::Internal(format!("block {block} out of range")))?;
+        let row_count = (self.row_count() - block * BLOCK_ROWS).min(BLOCK_ROWS);
+        let bytes = self.chunk(block_meta.chunk)?;
+        let corrupt = |e: DecodeError| {
+            let name = column_name(&meta.kind);
+            EngineError::corrupt(&self.path, block_meta.chunk.offset, format!("block {block} of column {name}: {e}"))
+        };
+        if let Some(values) =
+            super::selective::decode_rows(&bytes, row_count, block_meta.present as usize, meta.storage, rows)
+                .map_err(corrupt)?
+        {
+            return Ok(values);
         }
+        let decoded = self.read_block(column, block)?;
+        let value = |index: usize| -> Option<u64> {
+            match &decoded.values {
+                BlockValues::Ints(v) | BlockValues::Doubles(v) => v.get(index).copied(),
+                BlockValues::Codes(v) => v.get(index).map(|&c| u64::from(c)),
+                BlockValues::Bools(v) => v.get(index).map(|&b| u64::from(b)),
+                _ => None,
+            }
+        };
+        if !matches!(
+            decoded.values,
+            BlockValues::Ints(_) | BlockValues::Doubles(_) | BlockValues::Codes(_) | BlockValues::Bools(_)
+        ) && !matches!(decoded.presence, Presence::None)
+        {
+            let name = column_name(&meta.kind);
+            return Err(EngineError::Internal(format!("column {name} holds no integers, codes, booleans or doubles")));
+        }
+        Ok(rows.iter().map(|&row| decoded.value_index(row as usize).and_then(value)).collect())
     }
 
     /// Rows whose string column `column` equals `value`, answered from an index

@@ -455,7 +455,13 @@ fn random_query() -> impl Strategy<Value = String> {
             Just("duration > 1ms"),
             Just("http.response.status_code >= 404"),
             Just("ratio <= 20.5"),
-            Just("faas.coldstart = true")
+            Just("faas.coldstart = true"),
+            Just("http.response.status_code < 500"),
+            Just("http.response.status_code NOT IN (200, 404)"),
+            Just("name LIKE '%e%'"),
+            Just("service > 'cart'"),
+            Just("cloud.region NOT LIKE 'us%'"),
+            Just("kind >= 'client'")
         ]
         .prop_map(String::from),
     ];
@@ -471,6 +477,7 @@ fn random_query() -> impl Strategy<Value = String> {
         Just("count(*)"),
         Just("count(*), filter(count(*), WHERE status = 'error')"),
         Just("avg(duration), min(ratio), count(http.route)"),
+        Just("uniq(name), uniq(cloud.region), count(*)"),
     ];
     let window = prop_oneof![
         Just(""),
@@ -530,4 +537,140 @@ fn trace_id_equality_uses_the_trace_index_and_matches_the_reference() {
     let plan =
         explain(&store, &format!("SELECT count(*) FROM spans WHERE trace_id = '{one}'"), &ExecOptions::default());
     assert!(plan.contains("trace index"), "{plan}");
+}
+
+#[test]
+fn leaves_on_bitmap_columns_are_unions_of_the_satisfying_values_bitmaps() {
+    // Ranges, inequalities, NOT IN, LIKE and IS NULL on a field held by one column
+    // with value bitmaps: evaluated once per value, rows as a union of bitmaps; under
+    // NOT the false rows come the same way. Each must equal the row-by-row reference.
+    let spans = spans(12, 1500);
+    let store = store(&spans);
+    let options = ExecOptions { now_unix_nano: NOW, ..Default::default() };
+    for leaf in [
+        "http.response.status_code >= 500",
+        "http.response.status_code < 404",
+        "http.response.status_code > 200",
+        "http.response.status_code <= 404",
+        "http.response.status_code != 404",
+        "http.response.status_code > 250.5",
+        "http.response.status_code NOT IN (200, 500)",
+        "http.response.status_code IS NULL",
+        "NOT (http.response.status_code >= 500)",
+        "name > 'Invoke'",
+        "name LIKE 'P%'",
+        "name NOT LIKE '%e%'",
+        "service >= 'cart'",
+        "service NOT IN ('auth', 'cart')",
+        "cloud.region != 'us-east-1'",
+        "kind != 'server'",
+        "status != 'error'",
+        "faas.coldstart IS NULL",
+        "faas.coldstart IS NOT NULL",
+        "NOT (name LIKE 'P%') OR kind = 'client'",
+        "NOT (faas.coldstart = true AND http.response.status_code < 500)",
+    ] {
+        for text in [
+            format!("SELECT count(*), sum(duration) FROM spans WHERE {leaf} FACET service LIMIT MAX"),
+            format!("SELECT count(*) FROM spans WHERE {leaf} FACET http.response.status_code LIMIT MAX"),
+        ] {
+            assert_matches_reference_with(&store, &spans, &text, &options);
+        }
+        let plan = explain(&store, &format!("SELECT count(*) FROM spans WHERE {leaf}"), &options);
+        assert!(plan.contains("values that satisfy it"), "{leaf}\n{plan}");
+        assert!(!plan.contains("scanned"), "{leaf}\n{plan}");
+    }
+    // A field in both scopes (http.route) is still scanned: the span-then-resource rule.
+    let plan = explain(&store, "SELECT count(*) FROM spans WHERE http.route > '/a'", &options);
+    assert!(plan.contains("scanned"), "{plan}");
+    assert_matches_reference(&store, &spans, "SELECT count(*) FROM spans WHERE http.route > '/a' FACET name");
+}
+
+#[test]
+fn uniq_of_string_columns_feeds_each_distinct_value_and_matches() {
+    // Dictionary columns: codes collected per group, strings fed once each; small
+    // counts are exact in the sketch, so the reference's exact count must match.
+    let spans = spans(13, 1500);
+    let store = store(&spans);
+    for text in [
+        "SELECT uniq(name), uniq(cloud.region), count(*) FROM spans FACET service LIMIT MAX",
+        "SELECT uniq(service), filter(uniq(name), WHERE status = 'error') FROM spans FACET kind LIMIT MAX",
+        "SELECT uniq(name) FROM spans WHERE faas.coldstart = true SINCE 1795698000000000000 UNTIL 1795698900000000000 TIMESERIES 5 minutes",
+    ] {
+        assert_matches_reference(&store, &spans, text);
+    }
+    // A plain string column (too many values for a dictionary): strings hashed in place.
+    let mut spans = spans;
+    spans.extend(self::spans(14, 4500));
+    for (i, s) in spans.iter_mut().enumerate() {
+        s.span_id = SpanId((i as u64 + 1).to_le_bytes());
+        s.attributes.push(KeyValue::new("request.key", format!("r{}", (i * 31) % 5000)));
+    }
+    let fs = MemFs::new();
+    let store =
+        Store::open(Path::new("/u"), Options { fs: Arc::new(fs), background_maintenance: false, ..Options::default() })
+            .unwrap();
+    store.append(SpanBatch::from_spans(&spans[..5500])).unwrap();
+    store.seal_now().unwrap();
+    store.append(SpanBatch::from_spans(&spans[5500..])).unwrap();
+    let result = run(&store, "SELECT uniq(request.key), count(*) FROM spans FACET service LIMIT MAX");
+    for row in &result.rows {
+        let Value::Str(service) = &row[0] else { unreachable!("service") };
+        let distinct: std::collections::HashSet<&str> = spans
+            .iter()
+            .filter(|s| s.service() == Some(service))
+            .filter_map(|s| s.attributes.iter().find(|kv| kv.key == "request.key"))
+            .filter_map(|kv| match &kv.value {
+                AnyValue::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        let got = row[1].as_f64().unwrap();
+        let want = distinct.len() as f64;
+        assert!((got - want).abs() <= 0.02 * want + 1.0, "{service}: uniq {got} vs {want}");
+    }
+}
+
+#[test]
+fn sparse_selections_read_blocks_at_their_rows_only() {
+    let spans = spans(15, 1500);
+    let store = store(&spans);
+    let options = ExecOptions { now_unix_nano: NOW, ..Default::default() };
+    for text in [
+        "SELECT percentile(duration, 50, 99), sum(duration), max(ratio) FROM spans WHERE faas.coldstart = true FACET name LIMIT MAX",
+        "SELECT count(*), min(http.response.status_code) FROM spans WHERE status = 'error' SINCE 1795698100000000000 UNTIL 1795698900000000000 FACET kind TIMESERIES 2 minutes",
+    ] {
+        if !text.contains("percentile") {
+            assert_matches_reference(&store, &spans, text);
+        }
+        let plan = explain(&store, text, &options);
+        assert!(plan.contains("read at the selected rows only"), "{text}\n{plan}");
+    }
+    let plan = explain(
+        &store,
+        "SELECT count(*) FROM spans WHERE status = 'error' SINCE 1795698100000000000 UNTIL 1795698900000000000",
+        &options,
+    );
+    assert!(plan.contains("time bounds checked on the"), "{plan}");
+}
+
+#[test]
+fn leaves_on_bitmap_columns_read_the_column_at_few_candidates() {
+    // After a selective filter, a leaf whose satisfying bitmaps are large reads the
+    // column at the candidate rows instead (and under NOT, finds the false rows too).
+    let spans = spans(16, 1500);
+    let store = store(&spans);
+    let options = ExecOptions { now_unix_nano: NOW, ..Default::default() };
+    for leaf in [
+        "http.response.status_code != 999",
+        "http.response.status_code IS NOT NULL",
+        "NOT (http.response.status_code >= 500)",
+        "cloud.region LIKE '%-1'",
+        "NOT (kind != 'server')",
+    ] {
+        let text = format!("SELECT count(*), sum(duration) FROM spans WHERE status = 'error' AND name = 'GET' AND {leaf} FACET service LIMIT MAX");
+        assert_matches_reference_with(&store, &spans, &text, &options);
+        let plan = explain(&store, &text, &options);
+        assert!(plan.contains("read at the"), "{leaf}\n{plan}");
+    }
 }
