@@ -30,6 +30,8 @@ use crate::common::{self, Rejections};
 use crate::{Decoded, IngestError};
 
 pub(crate) const FORMAT: &str = "OTLP/JSON";
+
+mod fast;
 // ----- decoding ------------------------------------------------------------------------
 
 /// Decodes one OTLP/JSON `ExportTraceServiceRequest` object. JSON that is not one is
@@ -41,6 +43,13 @@ pub(crate) const FORMAT: &str = "OTLP/JSON";
 /// as an array is read by position, as serde's derived structs read it.
 pub fn decode_json(bytes: &[u8]) -> Result<Decoded, IngestError> {
     let text = utf8(bytes, FORMAT)?;
+    let mut batch = SpanBatch::new();
+    let mut decoder = Decoder::new(&mut batch);
+    if fast::decode(text, &mut decoder).is_some() {
+        let rejections = std::mem::take(&mut decoder.rejections);
+        return rejections.finish(batch);
+    }
+    // Not a payload the fast path takes (or not well formed): start again with serde.
     let mut batch = SpanBatch::new();
     let mut decoder = Decoder::new(&mut batch);
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -180,7 +189,9 @@ impl<'b, 'de> Decoder<'b, 'de> {
             Err(reason) => {
                 self.batch.rollback(mark);
                 let (resource, scope) = (self.resource_index, self.scope_index);
-                self.scope.tally.reject(|| format!("resourceSpans[{resource}].scopeSpans[{scope}].spans[{index}].{reason}"));
+                self.scope
+                    .tally
+                    .reject(|| format!("resourceSpans[{resource}].scopeSpans[{scope}].spans[{index}].{reason}"));
             }
         }
     }
@@ -218,8 +229,8 @@ impl SpanText<'_> {
             common::parent_id_from_hex(&self.parent_span_id.0).map_err(|e| format!("parentSpanId: {e}"))?;
         let kind = common::kind_from_code(self.kind).map_err(|e| format!("kind: {e}"))?;
         let status = self.status.as_ref();
-        let status_code = common::status_from_code(status.map(|s| s.code.0).unwrap_or(0))
-            .map_err(|e| format!("status.code: {e}"))?;
+        let status_code =
+            common::status_from_code(status.map(|s| s.code.0).unwrap_or(0)).map_err(|e| format!("status.code: {e}"))?;
         let duration_ns = common::duration_ns(self.start_time_unix_nano, self.end_time_unix_nano)?;
         if let Some(problem) = self.attributes_problem.as_ref().or(self.events_problem.as_ref()) {
             return Err(problem.clone());
@@ -789,18 +800,23 @@ impl<'de> Elements<'de> for EventList<'_, 'de> {
         let Some(event) = seq.next_element_seed(MessageSeed(reader))? else {
             return Ok(false);
         };
-        let index = self.span.events_read;
-        self.span.events_read += 1;
-        let (time, dropped) = (event.time_unix_nano, event.dropped_attributes_count);
-        if !event.pushed {
-            event.batch.next_span_event(time, &event.name.0, dropped);
-        } else if event.late {
-            event.batch.set_event_fields(time, &event.name.0, dropped);
-        }
-        if let (Some(problem), None) = (event.problem, &self.span.events_problem) {
-            self.span.events_problem = Some(format!("events[{index}].{problem}"));
-        }
+        finish_event(event, self.span);
         Ok(true)
+    }
+}
+
+/// Pushes an event (or sets its late fields) and notes its problem for the span.
+fn finish_event(event: EventReader<'_, '_>, span: &mut SpanText<'_>) {
+    let index = span.events_read;
+    span.events_read += 1;
+    let (time, dropped) = (event.time_unix_nano, event.dropped_attributes_count);
+    if !event.pushed {
+        event.batch.next_span_event(time, &event.name.0, dropped);
+    } else if event.late {
+        event.batch.set_event_fields(time, &event.name.0, dropped);
+    }
+    if let (Some(problem), None) = (event.problem, &span.events_problem) {
+        span.events_problem = Some(format!("events[{index}].{problem}"));
     }
 }
 
@@ -880,37 +896,42 @@ impl<'de> Elements<'de> for LinkList<'_, 'de> {
         let Some(link) = seq.next_element_seed(MessageSeed(LinkReader::new(&mut *self.batch)))? else {
             return Ok(false);
         };
-        let index = self.span.links_read;
-        self.span.links_read += 1;
-        // Link ids are stored as given (all-zero included); only their form is checked.
-        let ids = common::hex_bytes::<16>(&link.trace_id.0)
-            .map_err(|e| format!("links[{index}].traceId: {e}"))
-            .and_then(|trace_id| {
-                let span_id =
-                    common::hex_bytes::<8>(&link.span_id.0).map_err(|e| format!("links[{index}].spanId: {e}"))?;
-                Ok((TraceId(trace_id), SpanId(span_id)))
-            })
-            .and_then(|ids| match &link.problem {
-                Some(problem) => Err(format!("links[{index}].{problem}")),
-                None => Ok(ids),
-            });
-        match ids {
-            Ok((trace_id, span_id)) => {
-                let (state, flags, dropped) = (&link.trace_state.0, link.flags, link.dropped_attributes_count);
-                if !link.pushed {
-                    link.batch.next_span_link(trace_id, span_id, state, flags, dropped);
-                } else if link.late {
-                    link.batch.set_link_fields(trace_id, span_id, state, flags, dropped);
-                }
-            }
-            Err(problem) => {
-                // The span is rejected, so the link row (if pushed) goes with it.
-                if self.span.links_problem.is_none() {
-                    self.span.links_problem = Some(problem);
-                }
+        finish_link(link, self.span);
+        Ok(true)
+    }
+}
+
+/// Pushes a link (or sets its late fields) once its ids are checked, or notes why the
+/// span is rejected.
+fn finish_link(link: LinkReader<'_, '_>, span: &mut SpanText<'_>) {
+    let index = span.links_read;
+    span.links_read += 1;
+    // Link ids are stored as given (all-zero included); only their form is checked.
+    let ids = common::hex_bytes::<16>(&link.trace_id.0)
+        .map_err(|e| format!("links[{index}].traceId: {e}"))
+        .and_then(|trace_id| {
+            let span_id = common::hex_bytes::<8>(&link.span_id.0).map_err(|e| format!("links[{index}].spanId: {e}"))?;
+            Ok((TraceId(trace_id), SpanId(span_id)))
+        })
+        .and_then(|ids| match &link.problem {
+            Some(problem) => Err(format!("links[{index}].{problem}")),
+            None => Ok(ids),
+        });
+    match ids {
+        Ok((trace_id, span_id)) => {
+            let (state, flags, dropped) = (&link.trace_state.0, link.flags, link.dropped_attributes_count);
+            if !link.pushed {
+                link.batch.next_span_link(trace_id, span_id, state, flags, dropped);
+            } else if link.late {
+                link.batch.set_link_fields(trace_id, span_id, state, flags, dropped);
             }
         }
-        Ok(true)
+        Err(problem) => {
+            // The span is rejected, so the link row (if pushed) goes with it.
+            if span.links_problem.is_none() {
+                span.links_problem = Some(problem);
+            }
+        }
     }
 }
 
@@ -943,6 +964,18 @@ impl<'a> LinkReader<'a, '_> {
     }
 }
 
+impl LinkReader<'_, '_> {
+    /// Pushes the link's row so that its attributes can follow; ids still unread or
+    /// invalid are set (or the span rejected) at the end.
+    fn push_row(&mut self) {
+        let trace_id = TraceId(common::hex_bytes::<16>(&self.trace_id.0).unwrap_or_default());
+        let span_id = SpanId(common::hex_bytes::<8>(&self.span_id.0).unwrap_or_default());
+        let (state, flags, dropped) = (&self.trace_state.0, self.flags, self.dropped_attributes_count);
+        self.batch.next_span_link(trace_id, span_id, state, flags, dropped);
+        self.pushed = true;
+    }
+}
+
 impl<'de> MessageReader<'de> for LinkReader<'_, 'de> {
     const NAME: &'static str = "JsonLink";
     const FIELDS: &'static [&'static str] =
@@ -965,12 +998,7 @@ impl<'de> MessageReader<'de> for LinkReader<'_, 'de> {
             2 => plain(values, &mut self.trace_state)?,
             3 => {
                 if !self.pushed {
-                    // Ids still unread or invalid are set (or the span rejected) at the end.
-                    let trace_id = TraceId(common::hex_bytes::<16>(&self.trace_id.0).unwrap_or_default());
-                    let span_id = SpanId(common::hex_bytes::<8>(&self.span_id.0).unwrap_or_default());
-                    let (state, flags, dropped) = (&self.trace_state.0, self.flags, self.dropped_attributes_count);
-                    self.batch.next_span_link(trace_id, span_id, state, flags, dropped);
-                    self.pushed = true;
+                    self.push_row();
                 }
                 return attr_field(values, self.batch, AttrOwner::Link, &mut self.problem, String::new);
             }
@@ -1103,7 +1131,7 @@ unsigned_field!(Uint32, u32, "A uint32 / fixed32 field: a number or a decimal st
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Enum(pub(crate) i64);
 
-fn enum_from_name(name: &str) -> Option<i64> {
+pub(crate) fn enum_from_name(name: &str) -> Option<i64> {
     let code = match name {
         "SPAN_KIND_UNSPECIFIED" | "STATUS_CODE_UNSET" => 0,
         "SPAN_KIND_INTERNAL" | "STATUS_CODE_OK" => 1,
@@ -2137,11 +2165,14 @@ mod tests {
                     "arrayValue".into(),
                     Node::Obj(vec![("values".into(), Node::Arr(items))])
                 )])),
-                proptest::collection::vec(inner.prop_map(|v| Node::Obj(vec![("key".into(), json_string("k")), ("value".into(), v)])), 0..3)
-                    .prop_map(|pairs| Node::Obj(vec![(
-                        "kvlistValue".into(),
-                        Node::Obj(vec![("values".into(), Node::Arr(pairs))])
-                    )])),
+                proptest::collection::vec(
+                    inner.prop_map(|v| Node::Obj(vec![("key".into(), json_string("k")), ("value".into(), v)])),
+                    0..3
+                )
+                .prop_map(|pairs| Node::Obj(vec![(
+                    "kvlistValue".into(),
+                    Node::Obj(vec![("values".into(), Node::Arr(pairs))])
+                )])),
             ]
         });
         prop_oneof![
@@ -2235,7 +2266,9 @@ mod tests {
     }
 
     fn span() -> BoxedStrategy<Node> {
-        let small = || mostly(prop_oneof![40 => (0u8..3).prop_map(|k| Node::Raw(k.to_string())), 10 => Just(json_string("SPAN_KIND_SERVER")), 1 => raw("9")].boxed(), Just(json_string("x")).boxed()).boxed();
+        let small = || {
+            mostly(prop_oneof![40 => (0u8..3).prop_map(|k| Node::Raw(k.to_string())), 10 => Just(json_string("SPAN_KIND_SERVER")), 1 => raw("9")].boxed(), Just(json_string("x")).boxed()).boxed()
+        };
         let status = message(vec![("message", "message", text()), ("code", "code", small())]);
         message(vec![
             ("traceId", "trace_id", hex(16)),
@@ -2264,8 +2297,11 @@ mod tests {
             ("attributes", "attributes", attributes()),
             ("droppedAttributesCount", "dropped_attributes_count", number()),
         ]);
-        let scope_spans =
-            message(vec![("scope", "scope", scope), ("spans", "spans", list(span(), 4)), ("schemaUrl", "schema_url", text())]);
+        let scope_spans = message(vec![
+            ("scope", "scope", scope),
+            ("spans", "spans", list(span(), 4)),
+            ("schemaUrl", "schema_url", text()),
+        ]);
         let resource = message(vec![
             ("attributes", "attributes", attributes()),
             ("droppedAttributesCount", "dropped_attributes_count", number()),

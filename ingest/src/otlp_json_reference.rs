@@ -10,7 +10,6 @@ use crate::common::{self, Rejections};
 use crate::otlp_json::{utf8, Enum, JsonKeyValue, JsonStatus, Text, Uint32, Uint64, Value, FORMAT};
 use crate::{Decoded, IngestError};
 
-
 /// Decodes one OTLP/JSON `ExportTraceServiceRequest` object. JSON that is not one is
 /// an error; invalid spans inside a well-formed request are left out and counted.
 pub(crate) fn decode_json(bytes: &[u8]) -> Result<Decoded, IngestError> {
@@ -252,4 +251,3 @@ struct JsonLink<'a> {
     #[serde(default)]
     flags: Uint32,
 }
-
