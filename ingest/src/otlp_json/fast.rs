@@ -75,7 +75,7 @@ impl<'de> Scan<'de> {
         self.eat(b'"')?;
         let start = self.pos;
         let rest = self.bytes.get(start..)?;
-        let len = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = find_quote_escape_or_control(rest)?;
         if rest.get(len) != Some(&b'"') {
             return None;
         }
@@ -152,10 +152,19 @@ impl<'de> Scan<'de> {
     /// A uint32/uint64 field: a decimal string of digits or a JSON integer, at most `max`.
     fn unsigned(&mut self, max: u64) -> Option<u64> {
         let digits = if self.peek()? == b'"' { self.string()? } else { self.json_integer()? };
-        if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() {
             return None;
         }
-        digits.parse::<u64>().ok().filter(|&v| v <= max)
+        // As `u64::from_str` reads digits (leading zeros included), without its sign.
+        let mut value: u64 = 0;
+        for byte in digits.bytes() {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+        }
+        (value <= max).then_some(value)
     }
 
     /// An int64 value: a decimal string (`-?[0-9]+`) or a JSON integer.
@@ -247,6 +256,31 @@ impl<'de> Scan<'de> {
         }
         digits.parse::<i64>().ok().map(Enum)
     }
+}
+
+/// The index of the first `"`, `\\` or control character in `bytes`, eight bytes at a
+/// time (the lowest flagged byte of each word is exact; higher ones may be false).
+fn find_quote_escape_or_control(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut offset = 0;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let found = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word);
+        let found = found & HIGH;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|index| offset + index)
 }
 
 fn resource_spans<'de>(s: &mut Scan<'de>, d: &mut Decoder<'_, 'de>, index: usize) -> Option<()> {
@@ -660,6 +694,26 @@ mod tests {
         let bad = text.replace("01010101010101010101010101010101", "0101");
         assert_eq!(fast(&bad).unwrap(), reference(&bad));
         assert_eq!(fast(&bad).unwrap().1, 1);
+    }
+
+    #[test]
+    fn the_word_scan_finds_what_the_byte_scan_finds() {
+        let naive = |bytes: &[u8]| bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let mut text: Vec<u8> = (0u8..=255).cycle().take(700).collect();
+        for start in 0..text.len() {
+            assert_eq!(find_quote_escape_or_control(&text[start..]), naive(&text[start..]), "{start}");
+        }
+        text.retain(|&b| b != b'"' && b != b'\\' && b >= 0x20);
+        for special in [b'"', b'\\', 0x1f, 0] {
+            for at in 0..40 {
+                let mut bytes = text[..40].to_vec();
+                bytes[at] = special;
+                assert_eq!(find_quote_escape_or_control(&bytes), Some(at));
+                bytes[at..].iter_mut().for_each(|b| *b = special);
+                assert_eq!(find_quote_escape_or_control(&bytes), Some(at));
+            }
+        }
+        assert_eq!(find_quote_escape_or_control(&text[..40]), None);
     }
 
     #[test]
