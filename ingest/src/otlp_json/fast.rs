@@ -632,7 +632,7 @@ fn any_value<'de>(s: &mut Scan<'de>) -> Option<Scalar<'de>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::otlp_json::{encode_json, encode_json_spans};

@@ -5,6 +5,7 @@
 //! `Store::append` waits for its group's fsync, so concurrent requests park here
 //! together and share one fsync.
 
+use axum::body::Bytes;
 use spanstore_engine::Store;
 use spanstore_ingest::{detect, otlp, otlp_json, zipkin, Decoded};
 
@@ -42,23 +43,23 @@ pub(crate) struct Accepted {
 pub(crate) fn ingest_body(
     store: &Store,
     wire: Wire,
-    body: &[u8],
+    body: Bytes,
     gzip: bool,
     limit_bytes: usize,
     reservation: &mut Reservation,
 ) -> Result<Accepted, ServeError> {
-    let inflated;
     let bytes = if gzip {
-        inflated = detect::gunzip_bounded(body, limit_bytes).map_err(ServeError::from_ingest)?;
+        let inflated = detect::gunzip_bounded(&body, limit_bytes).map_err(ServeError::from_ingest)?;
         reservation.grow(inflated.len())?;
-        inflated.as_slice()
+        Bytes::from(inflated)
     } else {
         body
     };
     let decoded = match wire {
-        Wire::OtlpProtobuf => otlp::decode_protobuf(bytes),
-        Wire::OtlpJson => otlp_json::decode_json(bytes),
-        Wire::ZipkinJson => zipkin::decode_zipkin_json(bytes),
+        // The decoded strings share the body instead of being copied.
+        Wire::OtlpProtobuf => otlp::decode_protobuf_bytes(bytes),
+        Wire::OtlpJson => otlp_json::decode_json(&bytes),
+        Wire::ZipkinJson => zipkin::decode_zipkin_json(&bytes),
     }
     .map_err(ServeError::from_ingest)?;
     reservation.grow(decoded.batch.memory_size_bytes())?;
@@ -100,7 +101,8 @@ mod tests {
 
         let mut reservation = budget.reservation();
         reservation.grow(body.len() / 2).unwrap();
-        let refused = ingest_body(&store, Wire::OtlpProtobuf, &body, false, 1 << 20, &mut reservation).unwrap_err();
+        let refused =
+            ingest_body(&store, Wire::OtlpProtobuf, body.clone().into(), false, 1 << 20, &mut reservation).unwrap_err();
         assert!(matches!(refused, ServeError::Overloaded(_)), "{refused}");
         drop(reservation);
         assert_eq!(budget.used_bytes(), body.len());
@@ -109,7 +111,8 @@ mod tests {
         drop(other);
         let mut reservation = budget.reservation();
         reservation.grow(body.len()).unwrap();
-        let accepted = ingest_body(&store, Wire::OtlpProtobuf, &body, false, 1 << 20, &mut reservation).unwrap();
+        let accepted =
+            ingest_body(&store, Wire::OtlpProtobuf, body.clone().into(), false, 1 << 20, &mut reservation).unwrap();
         assert_eq!(accepted.accepted_spans, batch.len());
         assert!(budget.used_bytes() > body.len(), "the decoded batch is held until the request ends");
         drop(reservation);
