@@ -237,7 +237,7 @@ async fn receive(state: Shared, headers: &HeaderMap, body: Body, wire: Wire) -> 
     let bytes = read_body(headers, body, limit_bytes).await?;
     reservation.grow(bytes.len().saturating_sub(declared))?;
     let accepted =
-        run_blocking(move || pipeline::ingest_body(&state.store, wire, &bytes, gzip, limit_bytes, &mut reservation))
+        run_blocking(move || pipeline::ingest_body(&state.store, wire, bytes, gzip, limit_bytes, &mut reservation))
             .await?;
     tracing::debug!(?wire, spans = accepted.accepted_spans, rejected = accepted.rejected_spans, "export");
     Ok(accepted)
