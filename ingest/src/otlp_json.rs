@@ -6,9 +6,11 @@
 //! as hex (either case in, lowercase out), 64-bit integers as decimal strings (numbers
 //! are accepted too), enums as integers (their names are accepted too), doubles as
 //! numbers or the strings `"NaN"`, `"Infinity"`, `"-Infinity"`, bytes as base64,
-//! `null` as the default value, and unknown fields ignored. The typed serde model
-//! borrows every string it can from the input, and the spans go straight into a
-//! [`SpanBatch`].
+//! `null` as the default value, and unknown fields ignored. Decoding is one pass
+//! straight into a [`SpanBatch`], borrowing every string it can from the input: the
+//! fast path ([`fast`]) scans the JSON exporters write; anything else, malformed
+//! payloads included, goes through serde (readers that push as they read, with
+//! serde_json's errors), which takes every form above.
 //!
 //! Encoding writes one request object, grouped by resource and scope, losslessly for
 //! everything the span model holds: doubles are written in their shortest round-trip
