@@ -2077,6 +2077,86 @@ pub(crate) mod tests {
             prop_assert_eq!(batch.to_spans(), spans);
         }
 
+        /// Whatever was pushed after a mark (resources, scopes, pending span parts,
+        /// spans), a rollback gives back the batch as it was, and spans pushed with
+        /// pending parts read back as the spans they were built from.
+        #[test]
+        fn rollback_restores_the_batch_and_pending_parts_build_spans(
+            first in any_spans(),
+            later in any_spans(),
+            pending in any_span(),
+        ) {
+            let mut batch = SpanBatch::from_spans(&first);
+            let before = batch.clone();
+            let mark = batch.mark();
+            for span in &later {
+                batch.begin_resource(&span.resource.schema_url, 1);
+                batch.resource_attr("k", ValueRef::Str("v"));
+                batch.begin_scope(&span.scope.name, "", "", 0);
+                batch.push_owned_span(span);
+            }
+            // Parts of a span that is rejected, never pushed.
+            for kv in &pending.attributes {
+                batch.next_span_attr(&kv.key, (&kv.value).into());
+            }
+            batch.next_span_event(1, "e", 0);
+            batch.event_attr("a", ValueRef::Int(1));
+            batch.next_span_link(TraceId([1; 16]), SpanId([2; 8]), "", 0, 0);
+            batch.rollback(mark);
+            batch.validate().unwrap();
+            prop_assert_eq!(&batch, &before);
+
+            // The same parts, pushed before their span, make the span.
+            batch.begin_resource(&pending.resource.schema_url, pending.resource.dropped_attributes_count);
+            for kv in &pending.resource.attributes {
+                batch.resource_attr(&kv.key, (&kv.value).into());
+            }
+            let scope = &pending.scope;
+            batch.begin_scope("", "", "", 0);
+            for kv in &scope.attributes {
+                batch.scope_attr(&kv.key, (&kv.value).into());
+            }
+            for kv in &pending.attributes {
+                batch.next_span_attr(&kv.key, (&kv.value).into());
+            }
+            for event in &pending.events {
+                batch.next_span_event(0, "", 0);
+                for kv in &event.attributes {
+                    batch.event_attr(&kv.key, (&kv.value).into());
+                }
+                batch.set_event_fields(event.time_unix_nano, &event.name, event.dropped_attributes_count);
+            }
+            for link in &pending.links {
+                batch.next_span_link(TraceId::default(), SpanId::default(), "", 0, 0);
+                for kv in &link.attributes {
+                    batch.link_attr(&kv.key, (&kv.value).into());
+                }
+                batch.set_link_fields(link.trace_id, link.span_id, &link.trace_state, link.flags, link.dropped_attributes_count);
+            }
+            batch.set_scope_header(&scope.name, &scope.version, &scope.schema_url, scope.dropped_attributes_count);
+            batch.push_span(&SpanFields {
+                trace_id: pending.trace_id,
+                span_id: pending.span_id,
+                parent_span_id: pending.parent_span_id,
+                trace_state: &pending.trace_state,
+                name: &pending.name,
+                kind: pending.kind,
+                start_unix_nano: pending.start_unix_nano,
+                duration_ns: pending.duration_ns,
+                status_code: pending.status_code,
+                status_message: &pending.status_message,
+                flags: pending.flags,
+                dropped_attributes_count: pending.dropped_attributes_count,
+                dropped_events_count: pending.dropped_events_count,
+                dropped_links_count: pending.dropped_links_count,
+            });
+            batch.set_resource_header(&pending.resource.schema_url, pending.resource.dropped_attributes_count);
+            batch.validate().unwrap();
+            let mut expected = first.clone();
+            expected.push(pending.clone());
+            prop_assert_eq!(batch.to_spans(), expected);
+        }
+
         #[test]
         fn batches_round_trip_through_encoding(spans in any_spans()) {
             let batch = SpanBatch::from_spans(&spans);
