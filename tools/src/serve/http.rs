@@ -226,12 +226,13 @@ async fn receive(state: Shared, headers: &HeaderMap, body: Body, wire: Wire) -> 
     let limit_bytes = state.max_body_bytes;
     // Hold the declared body before reading it, the rest once it is read: a request that
     // would pass the in-flight limit is refused before its bytes are taken in.
+    // (A declared length over `--max-body-bytes` is refused with 413 by `read_body`.)
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(limit_bytes);
+        .filter(|&length| length <= limit_bytes)
+        .unwrap_or(0);
     let mut reservation = state.in_flight.reservation();
     reservation.grow(declared)?;
     let bytes = read_body(headers, body, limit_bytes).await?;
