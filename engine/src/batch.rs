@@ -192,6 +192,24 @@ struct SpanColumns {
     links_end: Vec<u32>,
 }
 
+/// The sizes of a batch's lists at one point of building, for [`SpanBatch::rollback`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildMark {
+    strings: usize,
+    bytes: usize,
+    nested: usize,
+    resources: usize,
+    resource_attrs: usize,
+    scopes: usize,
+    scope_attrs: usize,
+    spans: usize,
+    span_attrs: usize,
+    events: usize,
+    event_attrs: usize,
+    links: usize,
+    link_attrs: usize,
+}
+
 /// A columnar batch of spans with their resources and scopes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpanBatch {
@@ -618,6 +636,193 @@ impl SpanBatch {
     /// Adds an attribute to the newest link.
     pub fn link_attr(&mut self, key: &str, value: ValueRef<'_>) {
         self.push_attr(Owner::Link, key, value);
+    }
+
+    // ----- building in any order: pending span parts, late headers, rollback ----------
+    //
+    // A streaming decoder meets a span's attributes, events and links before it knows
+    // whether the span is valid, and a resource's or scope's schema URL after their
+    // spans. These methods let it push as it reads: parts pushed with `next_span_*`
+    // belong to the span that the next `push_span` adds (a span's lists are the ranges
+    // since the previous span's ends), headers can be set after the fact, and
+    // `rollback` takes out everything pushed since a `mark`. After `next_span_*` calls,
+    // the builder must call `push_span` or `rollback` before anything else.
+
+    /// The current size of every list, to [`rollback`](Self::rollback) to.
+    pub fn mark(&self) -> BuildMark {
+        BuildMark {
+            strings: self.strings.len(),
+            bytes: self.bytes.len(),
+            nested: self.nested.len(),
+            resources: self.resources.len(),
+            resource_attrs: self.resource_attrs.len(),
+            scopes: self.scopes.len(),
+            scope_attrs: self.scope_attrs.len(),
+            spans: self.len(),
+            span_attrs: self.span_attrs.len(),
+            events: self.events.len(),
+            event_attrs: self.event_attrs.len(),
+            links: self.links.len(),
+            link_attrs: self.link_attrs.len(),
+        }
+    }
+
+    /// Takes out everything pushed since `mark` was taken, so the batch is the value it
+    /// was then. A mark is valid until a rollback to an earlier mark; the string cache
+    /// may keep references past the end of the arena, which lookups check anyway.
+    pub fn rollback(&mut self, mark: BuildMark) {
+        if self.strings.is_char_boundary(mark.strings) {
+            self.strings.truncate(mark.strings);
+        }
+        self.bytes.truncate(mark.bytes);
+        self.nested.truncate(mark.nested);
+        self.resources.truncate(mark.resources);
+        self.resource_attrs.truncate(mark.resource_attrs);
+        self.scopes.truncate(mark.scopes);
+        self.scope_attrs.truncate(mark.scope_attrs);
+        self.span_attrs.truncate(mark.span_attrs);
+        self.events.truncate(mark.events);
+        self.event_attrs.truncate(mark.event_attrs);
+        self.links.truncate(mark.links);
+        self.link_attrs.truncate(mark.link_attrs);
+        let s = &mut self.spans;
+        let n = mark.spans;
+        s.trace_id.truncate(n);
+        s.span_id.truncate(n);
+        s.parent_span_id.truncate(n);
+        s.trace_state.truncate(n);
+        s.name.truncate(n);
+        s.kind.truncate(n);
+        s.start_unix_nano.truncate(n);
+        s.duration_ns.truncate(n);
+        s.status_code.truncate(n);
+        s.status_message.truncate(n);
+        for column in [
+            &mut s.flags,
+            &mut s.scope,
+            &mut s.dropped_attributes_count,
+            &mut s.dropped_events_count,
+            &mut s.dropped_links_count,
+            &mut s.attrs_end,
+            &mut s.events_end,
+            &mut s.links_end,
+        ] {
+            column.truncate(n);
+        }
+        // The newest owners' ends may have moved past what is left of their lists.
+        let clamp = |end: &mut u32, len: usize| *end = (*end).min(len as u32);
+        if let Some(r) = self.resources.last_mut() {
+            clamp(&mut r.attrs_end, self.resource_attrs.len());
+        }
+        if let Some(r) = self.scopes.last_mut() {
+            clamp(&mut r.attrs_end, self.scope_attrs.len());
+        }
+        if let Some(r) = self.events.last_mut() {
+            clamp(&mut r.attrs_end, self.event_attrs.len());
+        }
+        if let Some(r) = self.links.last_mut() {
+            clamp(&mut r.attrs_end, self.link_attrs.len());
+        }
+        if let Some(end) = s.attrs_end.last_mut() {
+            clamp(end, self.span_attrs.len());
+        }
+        if let Some(end) = s.events_end.last_mut() {
+            clamp(end, self.events.len());
+        }
+        if let Some(end) = s.links_end.last_mut() {
+            clamp(end, self.links.len());
+        }
+    }
+
+    /// Adds an attribute to the span that the next [`push_span`](Self::push_span) adds.
+    pub fn next_span_attr(&mut self, key: &str, value: ValueRef<'_>) {
+        let key = self.push_key(key);
+        let value = self.store_value(value);
+        self.span_attrs.push(Attr { key, value });
+    }
+
+    /// Adds an event to the span that the next `push_span` adds; following
+    /// `event_attr` calls add to the event.
+    pub fn next_span_event(&mut self, time_unix_nano: u64, name: &str, dropped_attributes_count: u32) {
+        let name = self.push_str(name);
+        self.events.push(EventRow {
+            time_unix_nano,
+            name,
+            dropped_attributes_count,
+            attrs_end: self.event_attrs.len() as u32,
+        });
+    }
+
+    /// Adds a link to the span that the next `push_span` adds; following `link_attr`
+    /// calls add to the link.
+    pub fn next_span_link(
+        &mut self,
+        trace_id: TraceId,
+        span_id: SpanId,
+        trace_state: &str,
+        flags: u32,
+        dropped_attributes_count: u32,
+    ) {
+        let trace_state = self.push_str(trace_state);
+        self.links.push(LinkRow {
+            trace_id,
+            span_id,
+            trace_state,
+            flags,
+            dropped_attributes_count,
+            attrs_end: self.link_attrs.len() as u32,
+        });
+    }
+
+    /// Sets the fields of the newest event (for fields read after its attributes).
+    pub fn set_event_fields(&mut self, time_unix_nano: u64, name: &str, dropped_attributes_count: u32) {
+        let name = self.push_str(name);
+        if let Some(event) = self.events.last_mut() {
+            event.time_unix_nano = time_unix_nano;
+            event.name = name;
+            event.dropped_attributes_count = dropped_attributes_count;
+        }
+    }
+
+    /// Sets the fields of the newest link (for fields read after its attributes).
+    pub fn set_link_fields(
+        &mut self,
+        trace_id: TraceId,
+        span_id: SpanId,
+        trace_state: &str,
+        flags: u32,
+        dropped_attributes_count: u32,
+    ) {
+        let trace_state = self.push_str(trace_state);
+        if let Some(link) = self.links.last_mut() {
+            link.trace_id = trace_id;
+            link.span_id = span_id;
+            link.trace_state = trace_state;
+            link.flags = flags;
+            link.dropped_attributes_count = dropped_attributes_count;
+        }
+    }
+
+    /// Sets the schema URL and dropped count of the newest resource (read after it began).
+    pub fn set_resource_header(&mut self, schema_url: &str, dropped_attributes_count: u32) {
+        let schema_url = self.push_str(schema_url);
+        if let Some(resource) = self.resources.last_mut() {
+            resource.schema_url = schema_url;
+            resource.dropped_attributes_count = dropped_attributes_count;
+        }
+    }
+
+    /// Sets the name, version, schema URL and dropped count of the newest scope.
+    pub fn set_scope_header(&mut self, name: &str, version: &str, schema_url: &str, dropped_attributes_count: u32) {
+        let name = self.push_str(name);
+        let version = self.push_str(version);
+        let schema_url = self.push_str(schema_url);
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.name = name;
+            scope.version = version;
+            scope.schema_url = schema_url;
+            scope.dropped_attributes_count = dropped_attributes_count;
+        }
     }
 
     /// Builds a batch from owned spans, sharing a resource and scope between consecutive
@@ -1870,6 +2075,86 @@ pub(crate) mod tests {
             batch.validate().unwrap();
             prop_assert_eq!(batch.len(), spans.len());
             prop_assert_eq!(batch.to_spans(), spans);
+        }
+
+        /// Whatever was pushed after a mark (resources, scopes, pending span parts,
+        /// spans), a rollback gives back the batch as it was, and spans pushed with
+        /// pending parts read back as the spans they were built from.
+        #[test]
+        fn rollback_restores_the_batch_and_pending_parts_build_spans(
+            first in any_spans(),
+            later in any_spans(),
+            pending in any_span(),
+        ) {
+            let mut batch = SpanBatch::from_spans(&first);
+            let before = batch.clone();
+            let mark = batch.mark();
+            for span in &later {
+                batch.begin_resource(&span.resource.schema_url, 1);
+                batch.resource_attr("k", ValueRef::Str("v"));
+                batch.begin_scope(&span.scope.name, "", "", 0);
+                batch.push_owned_span(span);
+            }
+            // Parts of a span that is rejected, never pushed.
+            for kv in &pending.attributes {
+                batch.next_span_attr(&kv.key, (&kv.value).into());
+            }
+            batch.next_span_event(1, "e", 0);
+            batch.event_attr("a", ValueRef::Int(1));
+            batch.next_span_link(TraceId([1; 16]), SpanId([2; 8]), "", 0, 0);
+            batch.rollback(mark);
+            batch.validate().unwrap();
+            prop_assert_eq!(&batch, &before);
+
+            // The same parts, pushed before their span, make the span.
+            batch.begin_resource(&pending.resource.schema_url, pending.resource.dropped_attributes_count);
+            for kv in &pending.resource.attributes {
+                batch.resource_attr(&kv.key, (&kv.value).into());
+            }
+            let scope = &pending.scope;
+            batch.begin_scope("", "", "", 0);
+            for kv in &scope.attributes {
+                batch.scope_attr(&kv.key, (&kv.value).into());
+            }
+            for kv in &pending.attributes {
+                batch.next_span_attr(&kv.key, (&kv.value).into());
+            }
+            for event in &pending.events {
+                batch.next_span_event(0, "", 0);
+                for kv in &event.attributes {
+                    batch.event_attr(&kv.key, (&kv.value).into());
+                }
+                batch.set_event_fields(event.time_unix_nano, &event.name, event.dropped_attributes_count);
+            }
+            for link in &pending.links {
+                batch.next_span_link(TraceId::default(), SpanId::default(), "", 0, 0);
+                for kv in &link.attributes {
+                    batch.link_attr(&kv.key, (&kv.value).into());
+                }
+                batch.set_link_fields(link.trace_id, link.span_id, &link.trace_state, link.flags, link.dropped_attributes_count);
+            }
+            batch.set_scope_header(&scope.name, &scope.version, &scope.schema_url, scope.dropped_attributes_count);
+            batch.push_span(&SpanFields {
+                trace_id: pending.trace_id,
+                span_id: pending.span_id,
+                parent_span_id: pending.parent_span_id,
+                trace_state: &pending.trace_state,
+                name: &pending.name,
+                kind: pending.kind,
+                start_unix_nano: pending.start_unix_nano,
+                duration_ns: pending.duration_ns,
+                status_code: pending.status_code,
+                status_message: &pending.status_message,
+                flags: pending.flags,
+                dropped_attributes_count: pending.dropped_attributes_count,
+                dropped_events_count: pending.dropped_events_count,
+                dropped_links_count: pending.dropped_links_count,
+            });
+            batch.set_resource_header(&pending.resource.schema_url, pending.resource.dropped_attributes_count);
+            batch.validate().unwrap();
+            let mut expected = first.clone();
+            expected.push(pending.clone());
+            prop_assert_eq!(batch.to_spans(), expected);
         }
 
         #[test]

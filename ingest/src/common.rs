@@ -23,6 +23,19 @@ impl Rejections {
         }
     }
 
+    /// `count` spans all rejected for one reason.
+    pub(crate) fn all(count: u64, reason: String) -> Self {
+        Rejections { count, first: (count > 0).then_some(reason) }
+    }
+
+    /// Adds the rejections of a later part of the payload.
+    pub(crate) fn absorb(&mut self, later: Rejections) {
+        self.count += later.count;
+        if self.first.is_none() {
+            self.first = later.first;
+        }
+    }
+
     /// The decoder's result, after checking the batch limits `append` places: a
     /// payload too big for one batch is refused whole.
     pub(crate) fn finish(self, batch: SpanBatch) -> Result<Decoded, IngestError> {

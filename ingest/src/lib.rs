@@ -18,6 +18,8 @@ pub mod detect;
 pub mod error;
 pub mod otlp;
 pub mod otlp_json;
+#[cfg(test)]
+mod otlp_json_reference;
 pub mod tracecontext;
 pub mod xray;
 pub mod zipkin;

@@ -9,6 +9,9 @@
 //! its start, a link id of the wrong length, or values nested deeper than a batch holds.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod wire;
+
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1 as pb_common;
 use opentelemetry_proto::tonic::resource::v1 as pb_resource;
 use opentelemetry_proto::tonic::trace::v1 as pb_trace;
@@ -23,6 +26,28 @@ use crate::{Decoded, IngestError};
 /// Decodes a protobuf `ExportTraceServiceRequest`. Bytes that are not one are an error;
 /// invalid spans inside a well-formed request are left out and counted.
 pub fn decode_protobuf(bytes: &[u8]) -> Result<Decoded, IngestError> {
+    decode_protobuf_bytes(Bytes::copy_from_slice(bytes))
+}
+
+/// [`decode_protobuf`] of a shared buffer (an HTTP body, say), which the decoded
+/// strings borrow from instead of being copied one by one.
+///
+/// The fast path reads the request with prost types whose strings share `bytes` and
+/// builds the batch from them ([`wire`]); a request it cannot finish (not protobuf, or
+/// a string that is not UTF-8) is decoded again with the `opentelemetry-proto` types,
+/// whose result and error message are the answer.
+pub fn decode_protobuf_bytes(bytes: Bytes) -> Result<Decoded, IngestError> {
+    if let Ok(request) = wire::ExportTraceServiceRequest::decode(bytes.clone()) {
+        if let Some((batch, rejections)) = wire::build(&request) {
+            return rejections.finish(batch);
+        }
+    }
+    decode_generated(&bytes)
+}
+
+/// The decoder with the `opentelemetry-proto` types: prost's owned message tree, then
+/// the batch.
+fn decode_generated(bytes: &[u8]) -> Result<Decoded, IngestError> {
     let request =
         ExportTraceServiceRequest::decode(bytes).map_err(|e| IngestError::Protobuf(shorten(e.to_string())))?;
     let (batch, rejections) = build(&request);
@@ -373,4 +398,91 @@ fn pb_value(value: &AnyValue) -> pb_common::AnyValue {
         AnyValue::Map(pairs) => Some(V::KvlistValue(pb_common::KeyValueList { values: pb_attrs(pairs) })),
     };
     pb_common::AnyValue { value }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use spanstore_engine::{Event, Link, SpanId, TraceId};
+
+    /// A result in a comparable form (NaN-safe: spans by their debug text).
+    fn outcome(result: Result<Decoded, IngestError>) -> Result<(String, u64, Option<String>), String> {
+        result
+            .map(|decoded| {
+                decoded.batch.validate().unwrap();
+                (format!("{:?}", decoded.batch.to_spans()), decoded.rejected_spans, decoded.first_rejection)
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Workload spans with every value form, events and links added to some.
+    fn payload(seed: u64, spans: usize) -> Vec<u8> {
+        let batch = &spanstore_workload::batches(seed, 1, spans)[0];
+        let mut spans = batch.to_spans();
+        for (index, span) in spans.iter_mut().enumerate() {
+            if index % 3 == 0 {
+                span.attributes.push(KeyValue {
+                    key: "nested".into(),
+                    value: AnyValue::Array(vec![
+                        AnyValue::Map(vec![KeyValue::new("k", "v"), KeyValue::new("n", -1i64)]),
+                        AnyValue::Bytes(vec![0, 255]),
+                        AnyValue::Double(-0.0),
+                        AnyValue::Empty,
+                    ]),
+                });
+                span.events.push(Event { time_unix_nano: 9, name: "exception".into(), ..Event::default() });
+                span.links.push(Link {
+                    trace_id: TraceId([7; 16]),
+                    span_id: SpanId([0; 8]),
+                    attributes: vec![KeyValue::new("é", true)],
+                    ..Link::default()
+                });
+            }
+        }
+        encode_protobuf(&SpanBatch::from_spans(&spans))
+    }
+
+    #[test]
+    fn fast_path_decodes_what_the_generated_types_decode() {
+        for seed in [1, 2, 3] {
+            let bytes = payload(seed, 300);
+            let fast = outcome(decode_protobuf(&bytes));
+            assert!(fast.as_ref().is_ok_and(|(_, rejected, _)| *rejected == 0));
+            assert!(fast == outcome(decode_generated(&bytes)), "seed {seed}");
+            assert!(wire::build(&wire::ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap()).is_some());
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_gives_the_generated_types_error() {
+        let mut span = Span { trace_id: TraceId([1; 16]), span_id: SpanId([2; 8]), ..Span::default() };
+        span.name = "nameXX".into();
+        let mut bytes = encode_protobuf(&SpanBatch::from_spans(std::slice::from_ref(&span)));
+        let at = bytes.windows(6).position(|w| w == b"nameXX").unwrap();
+        bytes[at + 4] = 0xff;
+        let fast = decode_protobuf(&bytes).unwrap_err().to_string();
+        assert_eq!(fast, decode_generated(&bytes).unwrap_err().to_string());
+        assert!(fast.contains("invalid string value: data is not UTF-8 encoded"), "{fast}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever the bytes (valid requests with a few bytes changed), the fast path
+        /// gives the spans, rejections and errors the generated types give.
+        #[test]
+        fn fast_path_agrees_with_the_generated_types(
+            seed in 0u64..50,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        ) {
+            let mut bytes = payload(seed, 12);
+            for (at, byte) in flips {
+                let at = at % bytes.len();
+                bytes[at] ^= byte;
+            }
+            prop_assert_eq!(outcome(decode_protobuf(&bytes)), outcome(decode_generated(&bytes)));
+        }
+    }
 }

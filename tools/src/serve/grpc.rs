@@ -29,9 +29,13 @@ impl TraceService for Receiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let message = request.into_inner();
         let store = Arc::clone(&self.state.store);
+        let mut reservation = self.state.in_flight.reservation();
         let result = run_blocking(move || {
             let decoded = spanstore_ingest::otlp::decode_request(&message);
             drop(message);
+            // tonic has read and decoded the message already; the batch is what waits
+            // for the fsync.
+            reservation.grow(decoded.batch.memory_size_bytes())?;
             pipeline::append_decoded(&store, decoded)
         })
         .await;

@@ -210,7 +210,12 @@ async fn post_traces(State(state): State<Shared>, headers: HeaderMap, body: Body
         Ok(accepted) => otlp_success(encoding, &accepted),
         Err(err) => {
             log_refusal("otlp/http", &err);
-            otlp_failure(encoding, err.http_status(), err.grpc_code(), &err.to_string())
+            let mut response = otlp_failure(encoding, err.http_status(), err.grpc_code(), &err.to_string());
+            if matches!(err, ServeError::Overloaded(_)) {
+                // OTLP/HTTP clients retry a 429 after this many seconds.
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
         }
     }
 }
@@ -219,8 +224,22 @@ async fn post_traces(State(state): State<Shared>, headers: HeaderMap, body: Body
 async fn receive(state: Shared, headers: &HeaderMap, body: Body, wire: Wire) -> Result<Accepted, ServeError> {
     let gzip = is_gzip(headers)?;
     let limit_bytes = state.max_body_bytes;
+    // Hold the declared body before reading it, the rest once it is read: a request that
+    // would pass the in-flight limit is refused before its bytes are taken in.
+    // (A declared length over `--max-body-bytes` is refused with 413 by `read_body`.)
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&length| length <= limit_bytes)
+        .unwrap_or(0);
+    let mut reservation = state.in_flight.reservation();
+    reservation.grow(declared)?;
     let bytes = read_body(headers, body, limit_bytes).await?;
-    let accepted = run_blocking(move || pipeline::ingest_body(&state.store, wire, &bytes, gzip, limit_bytes)).await?;
+    reservation.grow(bytes.len().saturating_sub(declared))?;
+    let accepted =
+        run_blocking(move || pipeline::ingest_body(&state.store, wire, bytes, gzip, limit_bytes, &mut reservation))
+            .await?;
     tracing::debug!(?wire, spans = accepted.accepted_spans, rejected = accepted.rejected_spans, "export");
     Ok(accepted)
 }

@@ -20,6 +20,7 @@ mod pipeline;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,12 @@ pub(crate) struct ServeArgs {
     /// (larger: 413, gRPC RESOURCE_EXHAUSTED).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     max_body_bytes: usize,
+    /// Most bytes held at once by requests not yet durable (their bodies, inflated
+    /// bodies and decoded batches); a request that would pass it is refused with 429
+    /// (gRPC RESOURCE_EXHAUSTED) for the client to retry, so memory stays bounded under
+    /// overload. A request arriving when nothing else is in flight is always taken.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    max_in_flight_bytes: usize,
     /// Require `Authorization: Bearer <token>` (gRPC: metadata `authorization`) on
     /// every request, with the token read from this file (surrounding whitespace
     /// ignored).
@@ -83,6 +90,9 @@ pub(crate) enum ServeError {
     /// The content type or encoding is not one this endpoint takes.
     #[error("{0}")]
     UnsupportedMedia(String),
+    /// Taking the request would pass `--max-in-flight-bytes`: retry later.
+    #[error("{0}")]
+    Overloaded(String),
     /// The store refused the batch.
     #[error("storing the spans: {0}")]
     Store(EngineError),
@@ -106,6 +116,7 @@ impl ServeError {
             ServeError::Body(_) | ServeError::Malformed(_) => StatusCode::BAD_REQUEST,
             ServeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServeError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ServeError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ServeError::Store(EngineError::InvalidBatch(_)) => StatusCode::BAD_REQUEST,
             // Retryable: the store is shutting down.
             ServeError::Store(EngineError::Closed { .. }) => StatusCode::SERVICE_UNAVAILABLE,
@@ -119,7 +130,7 @@ impl ServeError {
             ServeError::Body(_) | ServeError::Malformed(_) | ServeError::UnsupportedMedia(_) => {
                 tonic::Code::InvalidArgument
             }
-            ServeError::TooLarge(_) => tonic::Code::ResourceExhausted,
+            ServeError::TooLarge(_) | ServeError::Overloaded(_) => tonic::Code::ResourceExhausted,
             ServeError::Store(EngineError::InvalidBatch(_)) => tonic::Code::InvalidArgument,
             ServeError::Store(EngineError::Closed { .. }) => tonic::Code::Unavailable,
             _ => tonic::Code::Internal,
@@ -132,6 +143,75 @@ pub(crate) struct AppState {
     store: Arc<Store>,
     max_body_bytes: usize,
     token: Option<auth::Token>,
+    in_flight: Arc<InFlight>,
+}
+
+/// The bytes held by requests that are not yet durable, against their limit.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    used_bytes: AtomicUsize,
+    limit_bytes: usize,
+}
+
+impl InFlight {
+    pub(crate) fn new(limit_bytes: usize) -> Arc<InFlight> {
+        Arc::new(InFlight { used_bytes: AtomicUsize::new(0), limit_bytes })
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.used_bytes.load(Ordering::Relaxed)
+    }
+
+    /// An empty reservation, to grow as the request's bytes become known.
+    pub(crate) fn reservation(self: &Arc<Self>) -> Reservation {
+        Reservation { budget: Arc::clone(self), bytes: 0 }
+    }
+
+    /// Adds `bytes` unless that passes the limit while other requests hold bytes (so a
+    /// request alone always goes through: `--max-body-bytes` bounds it).
+    fn add(&self, held_by_caller: usize, bytes: usize) -> Result<(), ServeError> {
+        let mut used = self.used_bytes.load(Ordering::Relaxed);
+        loop {
+            let others = used.saturating_sub(held_by_caller);
+            let next = used.saturating_add(bytes);
+            if others > 0 && next > self.limit_bytes {
+                return Err(ServeError::Overloaded(format!(
+                    "server overloaded: {used} bytes of requests in flight, {bytes} more would pass the limit of {} \
+                     (--max-in-flight-bytes); retry later",
+                    self.limit_bytes
+                )));
+            }
+            match self.used_bytes.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+/// Bytes one request holds in the [`InFlight`] budget; given back when dropped (after
+/// the request's append returned, or when it was refused).
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<InFlight>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Holds `bytes` more, or refuses the request ([`ServeError::Overloaded`]).
+    pub(crate) fn grow(&mut self, bytes: usize) -> Result<(), ServeError> {
+        self.budget.add(self.bytes, bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Runs a closure on the blocking pool (decoding, appending, querying).
@@ -182,7 +262,12 @@ pub(crate) fn run(data: &Path, args: ServeArgs) -> Result<i32, Box<dyn std::erro
         damage = report.damage.len(),
         "store open"
     );
-    let state = Arc::new(AppState { store: Arc::new(store), max_body_bytes: args.max_body_bytes, token });
+    let state = Arc::new(AppState {
+        store: Arc::new(store),
+        max_body_bytes: args.max_body_bytes,
+        token,
+        in_flight: InFlight::new(args.max_in_flight_bytes),
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("spanstore-serve").build()?;
     let served = runtime.block_on(serve(Arc::clone(&state), &args));
     // Requests whose client went away may still be appending on the blocking pool; let
@@ -357,4 +442,64 @@ async fn serve(state: Arc<AppState>, args: &ServeArgs) -> Result<(), ServeError>
 
 fn flatten(joined: Result<Result<(), ServeError>, tokio::task::JoinError>) -> Result<(), ServeError> {
     joined.map_err(|e| ServeError::Internal(format!("listener task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_bytes_are_bounded_and_given_back() {
+        let budget = InFlight::new(1000);
+        let mut first = budget.reservation();
+        // Alone, a request is taken whatever its size.
+        first.grow(1500).unwrap();
+        assert_eq!(budget.used_bytes(), 1500);
+        let mut second = budget.reservation();
+        let refused = second.grow(10).unwrap_err();
+        assert_eq!(refused.http_status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.grpc_code(), tonic::Code::ResourceExhausted);
+        assert!(refused.to_string().contains("--max-in-flight-bytes"), "{refused}");
+        drop(second);
+        assert_eq!(budget.used_bytes(), 1500);
+        drop(first);
+        assert_eq!(budget.used_bytes(), 0);
+
+        let mut a = budget.reservation();
+        a.grow(400).unwrap();
+        let mut b = budget.reservation();
+        b.grow(500).unwrap();
+        assert!(b.grow(200).is_err(), "b would pass the limit while a holds bytes");
+        b.grow(100).unwrap();
+        assert_eq!(budget.used_bytes(), 1000);
+        drop(a);
+        // Now b is alone: it may grow past the limit.
+        b.grow(5000).unwrap();
+        drop(b);
+        assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_limit_together() {
+        let budget = InFlight::new(10_000);
+        let mut holder = budget.reservation();
+        holder.grow(1).unwrap();
+        let peak = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let (budget, peak) = (Arc::clone(&budget), Arc::clone(&peak));
+                scope.spawn(move || {
+                    for _ in 0..2000 {
+                        let mut r = budget.reservation();
+                        if r.grow(3_000).is_ok() {
+                            peak.fetch_max(budget.used_bytes(), Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(peak.load(Ordering::Relaxed) <= 10_000, "peak {}", peak.load(Ordering::Relaxed));
+        drop(holder);
+        assert_eq!(budget.used_bytes(), 0);
+    }
 }
