@@ -30,6 +30,10 @@ struct Args {
     /// Seed of the workload.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Store nothing: measure open, memory and lookups on the directory `--dir` already
+    /// holds (trace and request ids are sampled from its segments).
+    #[arg(long, requires = "dir")]
+    existing: bool,
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -100,6 +104,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let temp = tempfile::tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().join("data"));
     let options = Options { sync: SyncPolicy::None, background_maintenance: false, ..Options::default() };
+    if args.existing {
+        return measure_lookups(&dir, options, Vec::new(), Vec::new());
+    }
     let mut generator = spanstore_benches::Generator::new(args.seed);
     let mut jsonl = match &args.jsonl {
         Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
@@ -116,12 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch = generator.next_batch(args.batch_spans.min(args.spans - appended));
         if appended % 200_000 < args.batch_spans {
             probes.push(batch.trace_id(batch.len() / 2));
-            let span = batch.to_span(batch.len() / 3);
-            if let Some(kv) = span.attributes.iter().find(|kv| kv.key == "aws.request_id") {
-                if let AnyValue::Str(s) = &kv.value {
-                    request_ids.push(s.clone());
-                }
-            }
+            request_ids.extend(request_id(&batch.to_span(batch.len() / 3)));
         }
         if let Some(out) = jsonl.as_mut() {
             for span in batch.to_spans() {
@@ -181,11 +183,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "directory: {before_compaction} bytes before compaction, {after} after = {:.1} bytes/span",
         after as f64 / appended as f64
     );
+    measure_lookups(&dir, options, probes, request_ids)
+}
 
+/// The request id of a span, if it has one.
+fn request_id(span: &Span) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == "aws.request_id").and_then(|kv| match &kv.value {
+        AnyValue::Str(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// Open time, idle memory, trace lookups and request-id equality on `dir`; with no
+/// probes given, 60 rows spread over each segment supply them.
+fn measure_lookups(
+    dir: &std::path::Path,
+    options: Options,
+    mut probes: Vec<TraceId>,
+    mut request_ids: Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
     // Open time and idle memory.
     let rss_before = rss_kib("VmRSS:");
     let started = Instant::now();
-    let store = Store::open_read_only(&dir, options)?;
+    let store = Store::open_read_only(dir, options)?;
     let open_time = started.elapsed();
     let snapshot = store.snapshot();
     println!(
@@ -196,6 +216,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_kib("VmRSS:")
     );
 
+    if probes.is_empty() {
+        for handle in snapshot.segments() {
+            let segment = &handle.segment;
+            let rows: Vec<u32> = (0..60).map(|i| (i * segment.row_count() / 60) as u32).collect();
+            for span in segment.spans(&rows)? {
+                probes.push(span.trace_id);
+                if request_ids.len() < 12 * probes.len() / 60 {
+                    request_ids.extend(request_id(&span));
+                }
+            }
+        }
+    }
     // Trace lookups with no time window.
     let mut times = Vec::new();
     for _ in 0..3 {
@@ -236,6 +268,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         percentile(&times, 0.99).as_secs_f64() * 1e3
     );
-    println!("peak RSS: {} KiB", rss_kib("VmHWM:"));
+    println!(
+        "peak RSS: {} KiB; after the lookups: {} KiB anonymous (heap), {} KiB mapped file pages",
+        rss_kib("VmHWM:"),
+        rss_kib("RssAnon:"),
+        rss_kib("RssFile:")
+    );
     Ok(())
 }

@@ -122,6 +122,10 @@ pub struct Segment {
     bloom: OnceLock<std::result::Result<u64, String>>,
     /// Parsed bitmap tables, per column.
     bitmap_cache: BitmapCache,
+    /// Per column, whether its value index passed its checksum (checked on first use,
+    /// then read in place: a 4M-row index is megabytes, and checking it on every
+    /// lookup made one equality lookup cost a CRC of every segment's whole index).
+    value_index_checked: Vec<OnceLock<std::result::Result<(), String>>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -204,6 +208,7 @@ impl Segment {
         }
         let dictionaries = (0..directory.columns.len()).map(|_| OnceLock::new()).collect();
         let bitmap_cache = BitmapCache::new(directory.columns.len());
+        let value_index_checked = (0..directory.columns.len()).map(|_| OnceLock::new()).collect();
         Ok(Segment {
             path: path.to_path_buf(),
             file_number,
@@ -215,6 +220,7 @@ impl Segment {
             scopes: OnceLock::new(),
             bloom: OnceLock::new(),
             bitmap_cache,
+            value_index_checked,
         })
     }
 
@@ -256,6 +262,32 @@ impl Segment {
     /// Metadata of column `column`.
     pub fn column_meta(&self, column: usize) -> Result<&ColumnMeta> {
         self.directory.columns.get(column).ok_or_else(|| EngineError::Internal(format!("column {column} out of range")))
+    }
+
+    /// The bytes of column `column`'s value index `chunk`: stored raw, so after the
+    /// first lookup has checked its CRC they are read in place; a compressed one (no
+    /// writer makes one) goes through `chunk` every time.
+    fn value_index_bytes(&self, column: usize, chunk: ChunkRef) -> Result<Cow<'_, [u8]>> {
+        let Some(checked) = self.value_index_checked.get(column) else { return self.chunk(chunk) };
+        if chunk.raw_len != 0 {
+            return self.chunk(chunk);
+        }
+        let outcome = checked.get_or_init(|| {
+            self.chunk(chunk).map(|_| ()).map_err(|e| match e {
+                EngineError::Corrupt { reason, .. } => format!("value index: {reason}"),
+                other => other.to_string(),
+            })
+        });
+        if let Err(reason) = outcome {
+            return Err(EngineError::corrupt(&self.path, chunk.offset, reason.clone()));
+        }
+        let start = chunk.offset as usize;
+        let stored = self
+            .bytes
+            .bytes()
+            .get(start..start + chunk.len as usize)
+            .ok_or_else(|| EngineError::corrupt(&self.path, chunk.offset, "chunk past the end of the file"))?;
+        Ok(Cow::Borrowed(stored))
     }
 
     fn chunk(&self, chunk: ChunkRef) -> Result<Cow<'_, [u8]>> {
@@ -424,7 +456,7 @@ impl Segment {
             };
         }
         let Some(chunk) = meta.value_index else { return Ok(None) };
-        let index = self.chunk(chunk)?;
+        let index = self.value_index_bytes(column, chunk)?;
         if self.version >= 2 {
             return self.lookup_paged(column, &index, chunk.offset, value).map(Some);
         }

@@ -260,6 +260,34 @@ proptest! {
 }
 
 #[test]
+fn a_damaged_value_index_is_reported_on_every_lookup() {
+    let spans = workload(2 * BLOCK_ROWS);
+    let batch = SpanBatch::from_spans(&spans);
+    let clean = build_segment(&[&batch], 1, None);
+    let segment = open(clean.clone());
+    let request = segment.attr_column(AttrScope::Span, "aws.request_id", ValueType::Str).unwrap();
+    let index = segment.column_meta(request).unwrap().value_index.unwrap();
+    let needle = format!("{:08x}-1234-4abc-8def-{:012x}", 9, 9 * 31);
+    // Clean: the first lookup checks the index, later ones read it in place.
+    for _ in 0..3 {
+        assert_eq!(segment.lookup_str(request, &needle).unwrap().unwrap().len(), 1);
+    }
+    let mut damaged = clean;
+    damaged[index.offset as usize + index.len as usize / 2] ^= 0x04;
+    let segment = open(damaged);
+    for _ in 0..3 {
+        let err = segment.lookup_str(request, &needle).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("seg: corrupt at byte {}: value index: chunk checksum mismatch", index.offset)),
+            "{err}"
+        );
+    }
+    // Other columns stay readable.
+    let route = segment.attr_column(AttrScope::Span, "http.route", ValueType::Str).unwrap();
+    assert!(segment.lookup_str(route, "/r/3").unwrap().is_some());
+}
+
+#[test]
 fn flipped_bits_are_reported_and_other_blocks_stay_readable() {
     let spans = workload(3 * BLOCK_ROWS);
     let batch = SpanBatch::from_spans(&spans);
