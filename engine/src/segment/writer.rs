@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 
-use super::encoding::{encode_bools, encode_strings, pack};
+use super::encoding::{encode_bools, encode_ints, encode_strings, pack};
 use super::value_index::hash_bits_for;
 use super::{
     bloom_positions, sortable_double, sortable_int, stable_hash, AttrScope, BlockMeta, ChunkRef, ColumnKind,
@@ -561,7 +561,7 @@ impl SegmentBuilder {
             job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
             job(move |w| write_column(w, name.permuted(order, inverse), rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Kind), all, &kind, rows, true)),
-            job(|w| write_starts(w, &start, &trace_ids, rows)),
+            job(|w| write_starts(w, &start, rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Duration), all, &duration, rows, false)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::Status), all, &status, rows, true)),
             job(move |w| write_column(w, status_message.permuted(order, inverse), rows)),
@@ -944,7 +944,11 @@ fn write_ints(
 ) -> ColumnMeta {
     let blocks = write_blocks(out, rows, row_count, |w, range| {
         let slice = values.get(range).unwrap_or_default();
-        super::varwidth::encode_best(w, slice);
+        // Frame of reference or delta, not exact widths (`varwidth.rs`): exact widths
+        // saved 0.3 bytes/span on `duration` but cannot be read at a few selected rows
+        // without decoding the whole block, which made a percentile over 100M spans
+        // 3x slower (docs/PERFORMANCE.md, "Segment format 2"). Readers accept both.
+        encode_ints(w, slice);
         (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
     });
     let bitmaps = if index { value_bitmaps(out, rows, values) } else { None };
@@ -964,18 +968,16 @@ fn write_ints(
     }
 }
 
-/// The `start` column (every row present): each block in the smallest of trace runs
-/// (`trace_runs.rs`: offsets from the first start of each trace's run of rows), frame
-/// of reference or delta.
-fn write_starts(out: &mut Writer, starts: &[u64], trace_ids: &[[u8; 16]], row_count: usize) -> ColumnMeta {
+/// The `start` column (every row present), each block in frame of reference or delta.
+/// Trace runs (`trace_runs.rs`: offsets from the first start of each trace's run of
+/// rows) take 1.2 bytes/span less but cannot be read at a few selected rows without
+/// decoding the whole block, which made TIMESERIES over 100M spans 3x slower
+/// (docs/PERFORMANCE.md, "Segment format 2"); readers accept both.
+fn write_starts(out: &mut Writer, starts: &[u64], row_count: usize) -> ColumnMeta {
     let all: Vec<u32> = (0..row_count as u32).collect();
-    let mut is_head = Vec::with_capacity(BLOCK_ROWS);
     let blocks = write_blocks(out, &all, row_count, |w, range| {
-        is_head.clear();
-        let first = range.start;
-        is_head.extend(range.clone().map(|i| i == first || trace_ids.get(i) != trace_ids.get(i - 1)));
         let slice = starts.get(range).unwrap_or_default();
-        super::trace_runs::encode_best(w, slice, &is_head);
+        encode_ints(w, slice);
         (slice.iter().copied().min().unwrap_or(0), slice.iter().copied().max().unwrap_or(0))
     });
     ColumnMeta {
