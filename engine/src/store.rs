@@ -387,6 +387,9 @@ impl Store {
                 {
                     return Err(err);
                 }
+                // A segment from a newer format is not damage: this build cannot read it,
+                // and opening without it would answer queries without its spans.
+                Err(err @ EngineError::UnsupportedVersion { .. }) => return Err(err),
                 Err(err) => report.damage.push(Damage {
                     path: dir.join(segment_file_name(entry.file_number)),
                     offset: 0,

@@ -250,3 +250,31 @@ fn snapshot_parts_cover_sealed_and_memtable_spans_exactly_once() {
     let first_mem = parts.iter().position(|p| !p.is_sealed()).unwrap();
     assert!(std::ptr::eq(parts[first_mem].segment(), again[first_mem].segment()));
 }
+
+#[test]
+fn a_segment_of_a_newer_format_version_refuses_the_open_instead_of_hiding_its_spans() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let options = Options { background_maintenance: false, ..Options::default() };
+    let store = Store::open(dir, options.clone()).unwrap();
+    store.append(support::batch(0, 30)).unwrap();
+    store.seal_now().unwrap().unwrap();
+    store.close().unwrap();
+    let name = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with(".sseg"))
+        .unwrap();
+    let path = dir.join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4..6].copy_from_slice(&99u16.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    for result in
+        [Store::open_read_only(dir, options.clone()).map(|_| ()), Store::open(dir, options.clone()).map(|_| ())]
+    {
+        let err = result.unwrap_err();
+        assert!(matches!(err, spanstore_engine::EngineError::UnsupportedVersion { .. }), "{err}");
+    }
+    // Nothing was removed or rewritten: the file is still there as it was.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
