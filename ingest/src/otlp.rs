@@ -37,6 +37,21 @@ pub fn decode_protobuf(bytes: &[u8]) -> Result<Decoded, IngestError> {
 /// a string that is not UTF-8) is decoded again with the `opentelemetry-proto` types,
 /// whose result and error message are the answer.
 pub fn decode_protobuf_bytes(bytes: Bytes) -> Result<Decoded, IngestError> {
+    // Off until it refuses what the generated types refuse: a proptest found a request
+    // whose overwritten oneof string is not UTF-8, which the fast path accepted
+    // (`fast_path_agrees_with_the_generated_types`, seed 35).
+    if FAST_PATH {
+        return decode_fast(bytes);
+    }
+    decode_generated(&bytes)
+}
+
+/// Whether [`decode_protobuf_bytes`] tries the shared-buffer types first.
+const FAST_PATH: bool = false;
+
+/// The fast path: prost types whose strings share `bytes`, the generated types when
+/// it cannot finish.
+fn decode_fast(bytes: Bytes) -> Result<Decoded, IngestError> {
     if let Ok(request) = wire::ExportTraceServiceRequest::decode(bytes.clone()) {
         if let Some((batch, rejections)) = wire::build(&request) {
             return rejections.finish(batch);
