@@ -281,22 +281,20 @@ impl Segment {
         if let Err(reason) = outcome {
             return Err(EngineError::corrupt(&self.path, chunk.offset, reason.clone()));
         }
+        Ok(Cow::Borrowed(self.stored(chunk)?))
+    }
+
+    /// The stored bytes of `chunk`, unchecked.
+    fn stored(&self, chunk: ChunkRef) -> Result<&[u8]> {
         let start = chunk.offset as usize;
-        let stored = self
-            .bytes
+        self.bytes
             .bytes()
             .get(start..start + chunk.len as usize)
-            .ok_or_else(|| EngineError::corrupt(&self.path, chunk.offset, "chunk past the end of the file"))?;
-        Ok(Cow::Borrowed(stored))
+            .ok_or_else(|| EngineError::corrupt(&self.path, chunk.offset, "chunk past the end of the file"))
     }
 
     fn chunk(&self, chunk: ChunkRef) -> Result<Cow<'_, [u8]>> {
-        let start = chunk.offset as usize;
-        let stored = self
-            .bytes
-            .bytes()
-            .get(start..start + chunk.len as usize)
-            .ok_or_else(|| EngineError::corrupt(&self.path, chunk.offset, "chunk past the end of the file"))?;
+        let stored = self.stored(chunk)?;
         if crc32fast::hash(stored) != chunk.crc {
             return Err(EngineError::corrupt(&self.path, chunk.offset, "chunk checksum mismatch"));
         }
