@@ -541,7 +541,12 @@ impl PartContext<'_, '_> {
                 continue;
             }
             selected_covered += in_selection;
-            let counts: Vec<u64> = sets.iter().map(|s| s.intersection_len(bitmap)).collect();
+            // An aggregate without its own filter counts the selection: its AND is the
+            // one just taken.
+            let counts: Vec<u64> = sets
+                .iter()
+                .map(|s| if std::ptr::eq(*s, self.selected) { in_selection } else { s.intersection_len(bitmap) })
+                .collect();
             for (c, n) in covered.iter_mut().zip(&counts) {
                 *c += n;
             }
