@@ -2,6 +2,8 @@
 //!
 //! Must never panic; on success the batch validates, and encoding it back and decoding
 //! again gives the same spans (regrouped by resource and scope, so compared as sets).
+//! The answer (spans, rejections or error) is the one the `opentelemetry-proto` types
+//! alone give: the shared-buffer fast path must never accept or refuse differently.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,8 +16,17 @@ fn sorted(spans: Vec<Span>) -> Vec<String> {
     keys
 }
 
+fn outcome(result: &Result<spanstore_ingest::Decoded, spanstore_ingest::IngestError>) -> String {
+    match result {
+        Ok(decoded) => format!("{:?} {} {:?}", decoded.batch.to_spans(), decoded.rejected_spans, decoded.first_rejection),
+        Err(e) => e.to_string(),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(decoded) = otlp::decode_protobuf(data) else {
+    let result = otlp::decode_protobuf(data);
+    assert_eq!(outcome(&result), outcome(&otlp::decode_protobuf_generated(data)));
+    let Ok(decoded) = result else {
         return;
     };
     decoded.batch.validate().unwrap();

@@ -92,8 +92,9 @@ struct Span {
     flags: u32,
     #[prost(bytes = "bytes", tag = "5")]
     name: Bytes,
-    #[prost(int32, tag = "6")]
-    kind: i32,
+    /// `int32` on the wire, read as the raw varint (see [`lost_nothing`]).
+    #[prost(uint64, tag = "6")]
+    kind: u64,
     #[prost(fixed64, tag = "7")]
     start_time_unix_nano: u64,
     #[prost(fixed64, tag = "8")]
@@ -146,8 +147,9 @@ struct Link {
 struct Status {
     #[prost(bytes = "bytes", tag = "2")]
     message: Bytes,
-    #[prost(int32, tag = "3")]
-    code: i32,
+    /// `int32` on the wire, read as the raw varint (see [`lost_nothing`]).
+    #[prost(uint64, tag = "3")]
+    code: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -156,8 +158,9 @@ struct KeyValue {
     key: Bytes,
     #[prost(message, optional, tag = "2")]
     value: Option<AnyValueMessage>,
-    #[prost(int32, tag = "3")]
-    key_strindex: i32,
+    /// `int32` on the wire, read as the raw varint (see [`lost_nothing`]).
+    #[prost(uint64, tag = "3")]
+    key_strindex: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -182,8 +185,9 @@ enum Value {
     Kvlist(KeyValueList),
     #[prost(bytes = "bytes", tag = "7")]
     Bytes(Bytes),
-    #[prost(int32, tag = "8")]
-    Strindex(i32),
+    /// `int32` on the wire, read as the raw varint (see [`lost_nothing`]).
+    #[prost(uint64, tag = "8")]
+    Strindex(u64),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -196,6 +200,23 @@ struct ArrayValue {
 struct KeyValueList {
     #[prost(message, repeated, tag = "1")]
     values: Vec<KeyValue>,
+}
+
+/// Whether `request`, decoded from `input_len` bytes, holds every value those bytes
+/// gave, so that checking the strings of the tree checks every string of the input.
+///
+/// prost's canonical encoding of a decoded tree is never longer than the bytes it came
+/// from: varints are minimal, default values and unknown fields are left out, a message
+/// given twice is merged under one header. The `int32` fields are read as raw `uint64`
+/// varints so that this holds for them too (prost writes a negative `int32` in ten
+/// bytes, while an input may give it in five); the builder truncates them as prost's
+/// `int32` does. A string or message the tree dropped (overwritten by a later one, or
+/// an unknown field) leaves the re-encoding shorter than the input, so equal lengths
+/// mean nothing was dropped. Inputs that are merely not canonical (explicit defaults,
+/// long varints) also come out shorter: they take the generated types' path, which is
+/// slower but gives the same answer.
+pub(super) fn lost_nothing(request: &ExportTraceServiceRequest, input_len: usize) -> bool {
+    prost::Message::encoded_len(request) == input_len
 }
 
 /// Marks a string that is not UTF-8: the other path names the error.
@@ -364,8 +385,8 @@ fn check_span(span: &Span) -> Result<Result<SpanFields<'_>, String>, NotUtf8> {
         let span_id = common::span_id_from_bytes(&span.span_id).map_err(|e| format!("spanId: {e}"))?;
         let parent_span_id =
             common::parent_id_from_bytes(&span.parent_span_id).map_err(|e| format!("parentSpanId: {e}"))?;
-        let kind = common::kind_from_code(i64::from(span.kind)).map_err(|e| format!("kind: {e}"))?;
-        let status_code = common::status_from_code(i64::from(span.status.as_ref().map(|s| s.code).unwrap_or(0)))
+        let kind = common::kind_from_code(i64::from(span.kind as i32)).map_err(|e| format!("kind: {e}"))?;
+        let status_code = common::status_from_code(i64::from(span.status.as_ref().map(|s| s.code as i32).unwrap_or(0)))
             .map_err(|e| format!("status.code: {e}"))?;
         let duration_ns = common::duration_ns(span.start_time_unix_nano, span.end_time_unix_nano)?;
         Ok(SpanFields {
