@@ -634,8 +634,9 @@ impl Planner<'_, '_> {
                             })
                             .collect::<Option<Vec<_>>>()?,
                     ),
-                    // Rows are sorted by trace id and every segment has a trace bloom
-                    // filter: a trace's rows are found without a column scan.
+                    // Every segment has a trace bloom filter and a trace index (or, in
+                    // formats 1 and 2, rows sorted by trace id): a trace's rows are found
+                    // without a column scan.
                     Intrinsic::TraceId => {
                         let keys = values
                             .iter()
@@ -1642,9 +1643,9 @@ impl<'a> Executor<'a> {
             });
         }
         // The WHERE filter runs first, over every row the zone maps kept: its indexed
-        // leaves are cheap, while rows are in trace order so the time bounds rarely
-        // prune and would scan the start column of every straddling block. Then the
-        // bounds are checked only on the selected rows of straddling blocks.
+        // leaves are cheap. Then the bounds are checked only on the selected rows of
+        // straddling blocks (rows are in time order, so at most a block or two at each
+        // bound; in format 1 and 2 segments, sorted by trace id, nearly every block).
         let candidates = &inside | &straddling;
         let mut selected = match &query.filter {
             Some(filter) => planner.eval(filter, &candidates, false)?.t,

@@ -25,7 +25,7 @@ use crate::error::DecodeError;
 /// Magic at the start and end of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"SSEG";
 /// Newest segment format version.
-pub const SEGMENT_VERSION: u16 = 2;
+pub const SEGMENT_VERSION: u16 = 3;
 /// Bytes of the file header: magic, version, reserved, file number.
 pub const SEGMENT_HEADER_SIZE: usize = 16;
 /// Bytes of the trailer: directory offset u64, length u32, crc u32, magic.
@@ -276,6 +276,23 @@ pub struct Directory {
     pub scopes: ChunkRef,
     /// Columns.
     pub columns: Vec<ColumnMeta>,
+}
+
+/// Sorts spans into the row order a segment (format 3) stores them in: each trace's
+/// spans together by (start, span id), traces by (first start, trace id); ties keep
+/// the given order. The writer's own sort (`SegmentBuilder::row_order`) works on its
+/// column arrays; this is the same order for whole spans (tests, tools).
+pub fn sort_in_segment_order(spans: &mut Vec<crate::model::Span>) {
+    spans.sort_by_key(|s| (s.trace_id, s.start_unix_nano, s.span_id));
+    let mut runs: Vec<(u64, [u8; 16], Vec<crate::model::Span>)> = Vec::new();
+    for span in spans.drain(..) {
+        match runs.last_mut() {
+            Some(run) if run.1 == span.trace_id.0 => run.2.push(span),
+            _ => runs.push((span.start_unix_nano, span.trace_id.0, vec![span])),
+        }
+    }
+    runs.sort_by_key(|r| (r.0, r.1));
+    spans.extend(runs.into_iter().flat_map(|r| r.2));
 }
 
 /// Maps an i64 to a u64 with the same order.

@@ -110,7 +110,7 @@ impl DecodedBlock {
 pub struct Segment {
     path: PathBuf,
     file_number: u64,
-    /// The format version from the header (1 or 2).
+    /// The format version from the header (1, 2 or 3).
     version: u16,
     bytes: Arc<dyn FileBytes>,
     directory: Directory,
@@ -578,22 +578,46 @@ impl Segment {
             .all(|bit| filter.get((bit / 8) as usize).is_some_and(|byte| byte & (1 << (bit % 8)) != 0)))
     }
 
-    /// Rows holding spans of `trace_id` (rows are sorted by trace id, so they are
-    /// adjacent): the bloom filter, then the zone maps, then one block or two.
+    /// Rows holding spans of `trace_id` (a trace's rows are adjacent): the bloom
+    /// filter, then the trace id column's value index (format 3, rows in time order)
+    /// or its zone maps (formats 1 and 2, rows in trace id order), then one block or
+    /// two, scanned for the id.
     pub fn trace_rows(&self, trace_id: &TraceId) -> Result<Vec<u32>> {
         if !self.may_contain_trace(trace_id)? {
             return Ok(Vec::new());
         }
-        let mut prefix = [0u8; 8];
-        prefix.copy_from_slice(trace_id.0.get(..8).unwrap_or(&[0; 8]));
-        let key = u64::from_be_bytes(prefix);
-        let meta = self.column_meta(Intrinsic::TraceId as usize)?;
-        let mut rows = Vec::new();
-        for (b, block_meta) in meta.blocks.iter().enumerate() {
-            if block_meta.present == 0 || key < block_meta.min || key > block_meta.max {
-                continue;
+        let column = Intrinsic::TraceId as usize;
+        let meta = self.column_meta(column)?;
+        let blocks: Vec<usize> = match meta.value_index.filter(|_| self.version >= 3) {
+            Some(chunk) => {
+                let index = self.value_index_bytes(column, chunk)?;
+                let parsed = ValueIndex::parse(&index, meta.blocks.len())
+                    .map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
+                let found = parsed
+                    .candidate_blocks(super::writer::trace_hash(&trace_id.0))
+                    .map_err(|e| EngineError::from_decode(&self.path, chunk.offset, e))?;
+                let mut blocks = Vec::with_capacity(found.len());
+                for block in found {
+                    if block as usize >= meta.blocks.len() {
+                        let reason = format!("trace index names block {block}, past the end");
+                        return Err(EngineError::corrupt(&self.path, chunk.offset, reason));
+                    }
+                    blocks.push(block as usize);
+                }
+                blocks
             }
-            let block = self.read_block(Intrinsic::TraceId as usize, b)?;
+            None => {
+                let mut prefix = [0u8; 8];
+                prefix.copy_from_slice(trace_id.0.get(..8).unwrap_or(&[0; 8]));
+                let key = u64::from_be_bytes(prefix);
+                (0..meta.blocks.len())
+                    .filter(|&b| meta.blocks.get(b).is_some_and(|m| m.present > 0 && key >= m.min && key <= m.max))
+                    .collect()
+            }
+        };
+        let mut rows = Vec::new();
+        for b in blocks {
+            let block = self.read_block(column, b)?;
             if let BlockValues::Fixed16(ids) = &block.values {
                 for (i, id) in ids.iter().enumerate() {
                     if *id == trace_id.0 {

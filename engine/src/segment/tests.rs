@@ -19,7 +19,7 @@ fn open(bytes: Vec<u8>) -> Segment {
 
 fn sorted(spans: &[Span]) -> Vec<Span> {
     let mut spans = spans.to_vec();
-    spans.sort_by_key(|s| (s.trace_id, s.start_unix_nano, s.span_id));
+    crate::segment::sort_in_segment_order(&mut spans);
     spans
 }
 

@@ -472,14 +472,15 @@ impl SegmentBuilder {
 
     /// Writes the segment file's bytes for file number `file_number`.
     ///
-    /// Rows are pushed in whatever order they arrive (reading batches front to back
-    /// keeps memory access sequential); here they are sorted by (trace id, start, span
-    /// id, arrival) by permuting the compact column arrays, and the columns are encoded
-    /// on two threads.
-    pub fn finish(mut self, file_number: u64) -> Vec<u8> {
-        let rows = self.row_count as usize;
-        // Sort integer keys (trace id as a big-endian u128 compares like its bytes) so
-        // the sort never calls memcmp.
+    /// The sorted row order: each trace's rows together, sorted by (start, span id,
+    /// arrival), and traces in order of their first start (ties by trace id). Rows of a
+    /// trace stay adjacent (trace lookups read one block or two; parents are row
+    /// distances), and `start` rises along the segment, so each block's zone map covers
+    /// seconds rather than the segment's whole time range: TIMESERIES and SINCE/UNTIL
+    /// decide most blocks from the zone map alone (docs/ARCHITECTURE.md, "Row order").
+    fn row_order(&self) -> Vec<u32> {
+        // Integer keys (a trace id as a big-endian u128 compares like its bytes), so the
+        // sorts never call memcmp.
         let mut keys: Vec<(u128, u64, u64, u32)> = (0..self.row_count)
             .map(|i| {
                 let at = i as usize;
@@ -492,8 +493,30 @@ impl SegmentBuilder {
             })
             .collect();
         keys.sort_unstable();
-        let order: Vec<u32> = keys.iter().map(|k| k.3).collect();
-        drop(keys);
+        // Runs of one trace: (first start, trace id, first key, end key); the first
+        // start is the run's first key's, as keys sort by start within a trace.
+        let mut runs: Vec<(u64, u128, u32, u32)> = Vec::new();
+        let mut at = 0usize;
+        while let Some(&(trace, start, _, _)) = keys.get(at) {
+            let len = keys.get(at..).unwrap_or_default().iter().take_while(|k| k.0 == trace).count();
+            runs.push((start, trace, at as u32, (at + len) as u32));
+            at += len;
+        }
+        runs.sort_unstable();
+        let mut order = Vec::with_capacity(keys.len());
+        for &(_, _, begin, end) in &runs {
+            order.extend(keys.get(begin as usize..end as usize).unwrap_or_default().iter().map(|k| k.3));
+        }
+        order
+    }
+
+    /// Rows are pushed in whatever order they arrive (reading batches front to back
+    /// keeps memory access sequential); here they are sorted by (the trace's first
+    /// start, trace id, start, span id, arrival) by permuting the compact column arrays,
+    /// and the columns are encoded on two threads.
+    pub fn finish(mut self, file_number: u64) -> Vec<u8> {
+        let rows = self.row_count as usize;
+        let order = self.row_order();
         let mut inverse = vec![0u32; rows];
         for (new, &old) in order.iter().enumerate() {
             if let Some(slot) = inverse.get_mut(old as usize) {
@@ -555,7 +578,7 @@ impl SegmentBuilder {
         let inverse = &inverse;
         let order = &order;
         let mut jobs: Vec<Job<'_>> = vec![
-            job(|w| write_fixed(w, Intrinsic::TraceId, &trace_ids, rows)),
+            job(|w| write_trace_ids(w, &trace_ids, rows)),
             job(|w| write_fixed(w, Intrinsic::SpanId, &span_ids, rows)),
             job(|w| write_ints(w, ColumnKind::Intrinsic(Intrinsic::ParentCode), all, &codes, rows, false)),
             job(|w| write_sparse_fixed(w, Intrinsic::ParentId, &external_rows, &external_ids, rows)),
@@ -896,6 +919,31 @@ fn write_blocks(
 fn write_fixed<const N: usize>(out: &mut Writer, intrinsic: Intrinsic, values: &[[u8; N]], rows: usize) -> ColumnMeta {
     let all: Vec<u32> = (0..rows as u32).collect();
     write_sparse_fixed(out, intrinsic, &all, values, rows)
+}
+
+/// The trace id column, with a value index of (trace hash, block) pairs: rows are in
+/// time order, not trace id order, so the zone maps cannot find a trace's block.
+fn write_trace_ids(out: &mut Writer, trace_ids: &[[u8; 16]], rows: usize) -> ColumnMeta {
+    let mut meta = write_fixed(out, Intrinsic::TraceId, trace_ids, rows);
+    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    let mut last: Option<(&[u8; 16], u32)> = None;
+    for (row, id) in trace_ids.iter().enumerate() {
+        let block = (row / BLOCK_ROWS) as u32;
+        if last != Some((id, block)) {
+            pairs.push((trace_hash(id), block));
+            last = Some((id, block));
+        }
+    }
+    let distinct = trace_ids.chunk_by(|a, b| a == b).count() as u64;
+    meta.cardinality = distinct;
+    let bytes = super::value_index::encode(pairs.into_iter(), rows.div_ceil(BLOCK_ROWS), hash_bits_for(distinct));
+    meta.value_index = Some(write_chunk(out, &bytes, false));
+    meta
+}
+
+/// The value index's hash of a trace id: the top 32 bits of [`stable_hash`].
+pub(crate) fn trace_hash(id: &[u8; 16]) -> u32 {
+    (stable_hash(id) >> 32) as u32
 }
 
 fn fixed_key<const N: usize>(v: &[u8; N]) -> u64 {

@@ -20,7 +20,7 @@ fn options(fs: &MemFs) -> Options {
 }
 
 fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
-    spans.sort_by_key(|s| (s.trace_id, s.start_unix_nano, s.span_id));
+    spanstore_engine::segment::sort_in_segment_order(&mut spans);
     spans
 }
 

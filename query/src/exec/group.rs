@@ -145,8 +145,8 @@ impl KeySource {
         let block = match cells {
             Cells::Absent => return Some(0),
             Cells::Full(block) => block,
-            Cells::Picked(values) => {
-                let Some(v) = values.get(pos).copied().flatten() else { return Some(0) };
+            Cells::Picked(_) | Cells::Constant(_) => {
+                let Some(v) = cells.int(local, pos) else { return Some(0) };
                 return Some(match self {
                     KeySource::Dict { .. } => u32::try_from(v).ok().and_then(|c| c.checked_add(1)).unwrap_or(0),
                     KeySource::Kind | KeySource::Status if v < u64::from(SMALL_CODES) => v as u32 + 1,
@@ -290,8 +290,8 @@ impl InputSource {
         let block = match cells {
             Cells::Absent => return Value::Null,
             Cells::Full(block) => block,
-            Cells::Picked(values) => {
-                let Some(x) = values.get(pos).copied().flatten() else { return Value::Null };
+            Cells::Picked(_) | Cells::Constant(_) => {
+                let Some(x) = cells.int(local, pos) else { return Value::Null };
                 return match kind {
                     NumberKind::Duration => Value::Duration(x as i64),
                     NumberKind::Timestamp => Value::Timestamp(x as i64),
@@ -326,6 +326,8 @@ enum Cells {
     Absent,
     Full(DecodedBlock),
     Picked(Vec<Option<u64>>),
+    /// One value for every row (a `start` block inside one TIMESERIES bucket).
+    Constant(u64),
 }
 
 impl Cells {
@@ -339,6 +341,7 @@ impl Cells {
                 _ => block.int(local),
             },
             Cells::Picked(values) => values.get(pos).copied().flatten(),
+            Cells::Constant(value) => Some(*value),
         }
     }
 }
@@ -645,14 +648,32 @@ impl PartContext<'_, '_> {
         let count_only = spec.aggregates.iter().all(|a| AggState::counts_rows(a));
         let mut row_counts: Vec<u64> = Vec::new();
         let mut last = (u64::MAX, 0u32);
+        // TIMESERIES: a block whose `start` zone map lies inside one bucket needs no
+        // `start` values (rows are in time order, so most blocks cover seconds). When
+        // nothing else is read per row either (row counts, no facet, no aggregate
+        // filter), such a block's selected rows are counted from the bitmap alone.
+        let start_zones = match spec.buckets {
+            Some(_) => Some(self.segment.column_meta(SegIntrinsic::Start as usize).map_err(engine)?),
+            None => None,
+        };
+        let one_bucket = |block: usize| -> Option<u64> {
+            let buckets = spec.buckets?;
+            let zone = start_zones?.blocks.get(block)?;
+            let low = buckets.index(zone.min as i64)?;
+            (buckets.index(zone.max as i64)? == low).then_some(low)
+        };
+        let count_blocks =
+            keys.is_empty() && count_only && partition.is_all() && self.filter_sets.iter().all(Option::is_none);
+        let mut counted_blocks = 0u64;
         // The selection block by block: each block's selected rows are gathered first
         // (so a block can be read at those rows only), then grouped one by one.
-        let mut source = self.selected.iter().peekable();
+        let mut source = self.selected.iter();
+        let mut peeked = source.next();
         let mut block_first = 0u32;
         let mut rank = 0usize;
         loop {
             if pos == locals.len() {
-                let Some(&next) = source.peek() else { break };
+                let Some(next) = peeked else { break };
                 let block = next as usize / BLOCK_ROWS;
                 self.check_cancel()?;
                 if self.overflow.load(AtomicOrdering::Relaxed) {
@@ -660,9 +681,34 @@ impl PartContext<'_, '_> {
                 }
                 let first = (block * BLOCK_ROWS) as u32;
                 let end = first.saturating_add(BLOCK_ROWS as u32);
+                let bucket = one_bucket(block);
+                if let (true, Some(index)) = (count_blocks, bucket) {
+                    let n = self.selected.range_cardinality(first..end);
+                    source.advance_to(end);
+                    peeked = source.next();
+                    rank += n as usize;
+                    counted_blocks += 1;
+                    let next_slot = slot_keys.len() as u32;
+                    let Some((slot, new)) = slots.get_or_insert(index, next_slot) else {
+                        return Err(QueryError::Internal("group code out of the dense table".into()));
+                    };
+                    if new {
+                        if slot_keys.len() >= spec.groups_max {
+                            return Ok(Some(false));
+                        }
+                        slot_keys.push(index);
+                        row_counts.resize(row_counts.len() + aggregate_count, 0);
+                    }
+                    let base = slot as usize * aggregate_count;
+                    for c in row_counts.iter_mut().skip(base).take(aggregate_count) {
+                        *c += n;
+                    }
+                    continue;
+                }
                 locals.clear();
-                while let Some(row) = source.next_if(|&row| row < end) {
+                while let Some(row) = peeked.filter(|&row| row < end) {
                     locals.push(row - first);
+                    peeked = source.next();
                 }
                 block_first = first;
                 key_blocks = keys
@@ -686,9 +732,12 @@ impl PartContext<'_, '_> {
                         _ => Ok(Cells::Absent),
                     })
                     .collect::<Result<_>>()?;
-                start_block = match spec.buckets {
-                    Some(_) => self.cells(Some(SegIntrinsic::Start as usize), block, &locals, true)?,
-                    None => Cells::Absent,
+                start_block = match (spec.buckets, bucket, start_zones) {
+                    (Some(_), Some(_), Some(zones)) => {
+                        Cells::Constant(zones.blocks.get(block).map_or(0, |zone| zone.min))
+                    }
+                    (Some(_), _, _) => self.cells(Some(SegIntrinsic::Start as usize), block, &locals, true)?,
+                    (None, _, _) => Cells::Absent,
                 };
                 pos = 0;
                 let all = || key_blocks.iter().chain(&input_blocks).chain(std::iter::once(&start_block));
@@ -870,6 +919,11 @@ impl PartContext<'_, '_> {
             String::new()
         };
         let what = if strings_facet { "codes of first sight of a plain string column" } else { "dictionary codes" };
+        let counted = if counted_blocks > 0 {
+            format!("; {counted_blocks} blocks inside one bucket counted from the selection bitmap")
+        } else {
+            String::new()
+        };
         let reads = if picked_blocks > 0 {
             format!(
                 "; {picked_blocks} blocks read at the selected rows only, {whole_blocks} with columns decoded whole"
@@ -877,7 +931,7 @@ impl PartContext<'_, '_> {
         } else {
             String::new()
         };
-        self.note(|| format!("group-by: {what}, {group_count} groups in a {layout}{source}{reads}"));
+        self.note(|| format!("group-by: {what}, {group_count} groups in a {layout}{source}{reads}{counted}"));
         Ok(Some(groups.len() <= spec.groups_max))
     }
 
