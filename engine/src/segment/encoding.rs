@@ -46,11 +46,31 @@ pub fn unpack(r: &mut Reader<'_>, count: usize, width: u8) -> Result<Vec<u64>, D
     let total_bits = count.checked_mul(usize::from(width)).ok_or_else(|| r.error("packed size overflows"))?;
     let bytes = r.take(total_bits.div_ceil(8), "packed values")?;
     let mut out = Vec::with_capacity(count);
+    let mut done = 0;
+    if width <= 56 {
+        // Each value lies within the 8 bytes from its first byte: one unaligned load,
+        // a shift and a mask, while 8 bytes remain (the byte loop below does the tail).
+        let w = usize::from(width);
+        let mask = (1u64 << width) - 1;
+        while done < count {
+            let bit = done * w;
+            let Some(window) = bytes.get(bit / 8..bit / 8 + 8) else { break };
+            out.push((le_u64(window) >> (bit % 8)) & mask);
+            done += 1;
+        }
+    }
     let mask: u128 = if width == 64 { u128::from(u64::MAX) } else { (1u128 << width) - 1 };
     let mut acc: u128 = 0;
     let mut bits: u32 = 0;
-    let mut iter = bytes.iter();
-    for _ in 0..count {
+    let start_bit = done * usize::from(width);
+    // The tail starts on a byte boundary only when its first bit does; skip the bits
+    // of the first byte already taken.
+    let mut iter = bytes.get(start_bit / 8..).unwrap_or_default().iter();
+    if start_bit % 8 != 0 {
+        acc = u128::from(iter.next().copied().unwrap_or(0) >> (start_bit % 8));
+        bits = 8 - (start_bit % 8) as u32;
+    }
+    for _ in done..count {
         while bits < u32::from(width) {
             let byte = iter.next().copied().unwrap_or(0);
             acc |= u128::from(byte) << bits;
@@ -61,6 +81,14 @@ pub fn unpack(r: &mut Reader<'_>, count: usize, width: u8) -> Result<Vec<u64>, D
         bits -= u32::from(width);
     }
     Ok(out)
+}
+
+/// The little-endian `u64` of the first 8 bytes of `window` (which holds at least 8).
+#[inline]
+pub(crate) fn le_u64(window: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(window.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(word)
 }
 
 const INTS_FOR: u8 = 0;

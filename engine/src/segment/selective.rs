@@ -67,6 +67,11 @@ impl Packed<'_> {
         }
         let bit = index * usize::from(self.width);
         let first = bit / 8;
+        if self.width <= 56 {
+            if let Some(window) = self.bytes.get(first..first + 8) {
+                return (super::encoding::le_u64(window) >> (bit % 8)) & ((1u64 << self.width) - 1);
+            }
+        }
         let mut acc: u128 = 0;
         for (i, &b) in self.bytes.iter().skip(first).take(9).enumerate() {
             acc |= u128::from(b) << (8 * i);
