@@ -18,6 +18,13 @@ fuzz_target!(|data: &[u8]| {
     let rows: Vec<u32> = (0..segment.row_count().min(64) as u32).collect();
     let _ = segment.spans(&rows);
     let _ = segment.trace_rows(&TraceId([7; 16]));
+    // A trace id the segment holds passes the bloom filter, so the trace index (format
+    // 3) or the zone maps are read too.
+    if let Ok(first) = segment.spans(&[0]) {
+        if let Some(span) = first.first() {
+            let _ = segment.trace_rows(&span.trace_id);
+        }
+    }
     for (index, column) in segment.directory().columns.iter().enumerate() {
         let _ = segment.bitmaps(index);
         if matches!(column.kind, ColumnKind::Attr { .. }) && matches!(column.storage, Storage::Dict | Storage::Strings) {

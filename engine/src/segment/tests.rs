@@ -390,3 +390,79 @@ proptest! {
         }
     }
 }
+
+/// Traces of 1 to 40 spans with scrambled ids and starts, so that trace id order,
+/// arrival order and time order all differ; pushed in arrival order.
+fn scrambled_traces(rows: usize, seed: u64) -> Vec<Span> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut spans = Vec::with_capacity(rows);
+    while spans.len() < rows {
+        let id = TraceId(u128::from(next()).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835).to_be_bytes());
+        let first = 1_795_698_000_000_000_000 + next() % 3_600_000_000_000;
+        let len = (next() % 40 + 1) as usize;
+        for i in 0..len.min(rows - spans.len()) {
+            spans.push(Span {
+                trace_id: id,
+                span_id: SpanId(next().to_le_bytes()),
+                name: format!("op-{}", i % 3),
+                start_unix_nano: first + if i == 0 { 0 } else { next() % 2_000_000_000 },
+                duration_ns: next() % 1_000_000,
+                ..Span::default()
+            });
+        }
+    }
+    spans
+}
+
+#[test]
+fn rows_are_traces_in_order_of_first_start_and_the_trace_index_finds_each() {
+    let spans = scrambled_traces(3 * BLOCK_ROWS + 500, 99);
+    let segment = open(build_segment(&[&SpanBatch::from_spans(&spans)], 5, None));
+    let mut expected = spans.clone();
+    sort_in_segment_order(&mut expected);
+    let rows: Vec<u32> = (0..spans.len() as u32).collect();
+    assert_eq!(segment.spans(&rows).unwrap(), expected);
+    // Traces are whole runs, in order of their first start.
+    let firsts: Vec<u64> =
+        expected.chunk_by(|a, b| a.trace_id == b.trace_id).map(|run| run[0].start_unix_nano).collect();
+    assert!(firsts.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(segment.column_meta(Intrinsic::TraceId as usize).unwrap().cardinality, firsts.len() as u64);
+    assert!(segment.column_meta(Intrinsic::TraceId as usize).unwrap().value_index.is_some());
+    // Every trace (some straddle a block boundary) is found whole through the index.
+    let mut straddling = 0;
+    for run in expected.chunk_by(|a, b| a.trace_id == b.trace_id) {
+        let got = segment.trace_rows(&run[0].trace_id).unwrap();
+        assert_eq!(got.len(), run.len());
+        let first = got[0] as usize;
+        assert_eq!(got, (first as u32..(first + run.len()) as u32).collect::<Vec<_>>());
+        assert_eq!(expected[first].trace_id, run[0].trace_id);
+        straddling += usize::from(first / BLOCK_ROWS != (first + run.len() - 1) / BLOCK_ROWS);
+    }
+    assert!(straddling > 0, "some trace crosses a block boundary");
+    for absent in [TraceId([0xab; 16]), TraceId([0; 16])] {
+        assert!(segment.trace_rows(&absent).unwrap().is_empty());
+    }
+    // A merge of pieces (a trace split across inputs) gives the same rows.
+    let pieces: Vec<Segment> =
+        spans.chunks(5000).map(|chunk| open(build_segment(&[&SpanBatch::from_spans(chunk)], 6, None))).collect();
+    let merged = open(merge_segments(&pieces.iter().collect::<Vec<_>>(), 7, None).unwrap());
+    assert_eq!(merged.spans(&rows).unwrap(), expected);
+}
+
+#[test]
+fn a_damaged_trace_index_is_reported_naming_the_file() {
+    let spans = scrambled_traces(2 * BLOCK_ROWS, 7);
+    let mut bytes = build_segment(&[&SpanBatch::from_spans(&spans)], 5, None);
+    let index = open(bytes.clone()).column_meta(Intrinsic::TraceId as usize).unwrap().value_index.unwrap();
+    bytes[index.offset as usize + index.len as usize / 2] ^= 0x10;
+    let segment = open(bytes);
+    let err = segment.trace_rows(&spans[0].trace_id).unwrap_err().to_string();
+    assert!(err.contains("seg") && err.contains("value index"), "{err}");
+    assert!(!segment.verify().is_empty());
+}
