@@ -39,9 +39,12 @@ const DENSE_SLOTS_MAX: u64 = 1 << 18;
 
 /// Facet codes come from value bitmaps (each value's bitmap ANDed with the selection)
 /// only when values × selected rows × this is below the segment's rows: otherwise
-/// reading the facet's column at the selected rows is cheaper (measured about twice as
-/// cheap at 50 values × 0.6% of the rows).
-const BITMAP_CODES_RATIO: u64 = 64;
+/// reading the facet's column at the selected rows is cheaper. Was 64 while each row's
+/// code was placed by a rank (a scan of the containers before it) and while rows were
+/// in trace id order (code blocks mostly stored raw, read in place); with time order
+/// (code blocks zstd'd, inflated to read a few rows) and codes placed by a merge, 3
+/// measured better at 100M (docs/PERFORMANCE.md, "Facet codes from bitmaps").
+const BITMAP_CODES_RATIO: u64 = 3;
 
 /// Bitmap counts (path 1) need no rows' codes, so they are kept up to this many times
 /// the work of [`BITMAP_CODES_RATIO`].
@@ -950,7 +953,9 @@ impl PartContext<'_, '_> {
         if work >= self.segment.row_count() as u64 {
             return Ok(None);
         }
-        let mut codes = vec![0u32; self.selected.len() as usize];
+        // (row, code) of every selected row that has a value, then in row order, walked
+        // beside the selection (a rank per row cost a scan of the containers before it).
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
         for (value, bitmap) in bitmaps.iter() {
             self.check_cancel()?;
             let code = match key {
@@ -958,12 +963,23 @@ impl PartContext<'_, '_> {
                 _ => u32::try_from(value).ok().and_then(|v| v.checked_add(1)),
             };
             let Some(code) = code else { continue };
-            for row in (self.selected & bitmap).iter() {
-                // rank counts the selected rows up to and including `row`.
-                if let Some(slot) = codes.get_mut(self.selected.rank(row) as usize - 1) {
-                    *slot = code;
+            pairs.extend((self.selected & bitmap).iter().map(|row| (row, code)));
+        }
+        pairs.sort_unstable();
+        let mut codes = Vec::with_capacity(self.selected.len() as usize);
+        let mut next = pairs.iter().peekable();
+        for row in self.selected.iter() {
+            let mut code = 0;
+            while let Some(&&(r, c)) = next.peek() {
+                if r > row {
+                    break;
                 }
+                if r == row {
+                    code = c;
+                }
+                next.next();
             }
+            codes.push(code);
         }
         Ok(Some(codes))
     }

@@ -315,6 +315,9 @@ fn explain_names_the_group_by_path_and_each_path_matches_the_reference() {
         assert_matches_reference(&store, &spans, text);
         let plan = explain(&store, text, &options);
         assert!(plan.contains(&format!("group-by: {path}")), "{text}\n{plan}");
+        if path == "dictionary codes, " {
+            assert!(plan.contains("codes from value bitmaps"), "{text}\n{plan}");
+        }
     }
 }
 
