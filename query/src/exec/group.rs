@@ -406,6 +406,21 @@ impl Slots {
             }
         }
     }
+
+    /// The slot of `key`, numbering a new key next in `slot_keys`: `Ok(None)` when a
+    /// new key would pass `groups_max` (the pass overflows), with whether it is new.
+    fn claim(&mut self, key: u64, slot_keys: &mut Vec<u64>, groups_max: usize) -> Result<Option<(u32, bool)>> {
+        let Some((slot, new)) = self.get_or_insert(key, slot_keys.len() as u32) else {
+            return Err(QueryError::Internal("group code out of the dense table".into()));
+        };
+        if new {
+            if slot_keys.len() >= groups_max {
+                return Ok(None);
+            }
+            slot_keys.push(key);
+        }
+        Ok(Some((slot, new)))
+    }
 }
 
 impl PartContext<'_, '_> {
@@ -691,15 +706,10 @@ impl PartContext<'_, '_> {
                     peeked = source.next();
                     rank += n as usize;
                     counted_blocks += 1;
-                    let next_slot = slot_keys.len() as u32;
-                    let Some((slot, new)) = slots.get_or_insert(index, next_slot) else {
-                        return Err(QueryError::Internal("group code out of the dense table".into()));
+                    let Some((slot, new)) = slots.claim(index, &mut slot_keys, spec.groups_max)? else {
+                        return Ok(Some(false));
                     };
                     if new {
-                        if slot_keys.len() >= spec.groups_max {
-                            return Ok(Some(false));
-                        }
-                        slot_keys.push(index);
                         row_counts.resize(row_counts.len() + aggregate_count, 0);
                     }
                     let base = slot as usize * aggregate_count;
@@ -800,15 +810,10 @@ impl PartContext<'_, '_> {
             let slot = if key == last.0 {
                 last.1
             } else {
-                let next = slot_keys.len() as u32;
-                let Some((slot, new)) = slots.get_or_insert(key, next) else {
-                    return Err(QueryError::Internal("group code out of the dense table".into()));
+                let Some((slot, new)) = slots.claim(key, &mut slot_keys, spec.groups_max)? else {
+                    return Ok(Some(false));
                 };
                 if new {
-                    if slot_keys.len() >= spec.groups_max {
-                        return Ok(Some(false));
-                    }
-                    slot_keys.push(key);
                     if count_only {
                         row_counts.resize(row_counts.len() + aggregate_count, 0);
                     } else {
