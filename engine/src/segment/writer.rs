@@ -470,8 +470,6 @@ impl SegmentBuilder {
         }
     }
 
-    /// Writes the segment file's bytes for file number `file_number`.
-    ///
     /// The sorted row order: each trace's rows together, sorted by (start, span id,
     /// arrival), and traces in order of their first start (ties by trace id). Rows of a
     /// trace stay adjacent (trace lookups read one block or two; parents are row
@@ -510,6 +508,8 @@ impl SegmentBuilder {
         order
     }
 
+    /// Writes the segment file's bytes for file number `file_number`.
+    ///
     /// Rows are pushed in whatever order they arrive (reading batches front to back
     /// keeps memory access sequential); here they are sorted by (the trace's first
     /// start, trace id, start, span id, arrival) by permuting the compact column arrays,
